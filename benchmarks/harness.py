@@ -1,0 +1,100 @@
+"""Timing harness shared by the benchmarks: interleaved repeats, medians, copy bandwidth, JSON.
+
+Machines are shared and noisy, so variants are timed round-robin (one run of each per round)
+and the median per variant is reported; ratios between variants of one run are what to trust.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def interleaved(variants: dict[str, Callable[[], Any]], rounds: int = 7, warmup: int = 2,
+                sync: Callable[[], None] = lambda: None) -> dict[str, float]:
+    """Median seconds per call for each variant, timed round-robin after ``warmup`` calls each."""
+    for fn in variants.values():
+        for _ in range(warmup):
+            fn()
+        sync()
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            samples[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in samples.items()}
+
+
+def host_copy_gbps(nbytes: int = 256 * 2**20, rounds: int = 7) -> float:
+    """Achieved host memory-copy bandwidth (bytes read + written per second, in GB/s)."""
+    src = np.ones(nbytes // 8)
+    dst = np.empty_like(src)
+    t = interleaved({"copy": lambda: np.copyto(dst, src)}, rounds=rounds)["copy"]
+    return 2 * nbytes / t / 1e9
+
+
+def device_copy_gbps(nbytes: int = 1024 * 2**20, rounds: int = 11) -> float:
+    """Achieved device-to-device copy bandwidth on the current CuPy device (read + write, GB/s)."""
+    import cupy
+
+    src = cupy.ones(nbytes // 8)
+    dst = cupy.empty_like(src)
+    sync = cupy.cuda.get_current_stream().synchronize
+    t = interleaved({"copy": lambda: cupy.copyto(dst, src)}, rounds=rounds, sync=sync)["copy"]
+    return 2 * nbytes / t / 1e9
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            info["cpu"] = names[0]
+    except OSError:
+        pass
+    for mod in ("numba", "torch", "sklearn", "cupy"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except Exception:
+            pass
+    return info
+
+
+def save(name: str, payload: dict[str, Any]) -> Path:
+    """Write ``benchmarks/results/<name>.json`` with the machine description attached."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **payload},
+                               indent=2) + "\n")
+    return path
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A plain-text table of ``rows`` restricted to ``columns``."""
+    def fmt(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)

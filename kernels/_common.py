@@ -1,0 +1,187 @@
+"""Plumbing shared by every kernel wrapper: argument checks, output allocation and CUDA launches.
+
+Wrappers validate everything here, in Python, before any kernel runs: a bad argument raises
+``TypeError``/``ValueError`` naming it, and never reaches a kernel that could write out of bounds.
+Nothing in this module imports numba or CuPy at import time.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# numba.njit options shared by the CPU kernels. Single-threaded on purpose: parallel Numba
+# kernels between multi-threaded BLAS calls fight over the cores (measured 3x slower steps).
+# 'nnan'/'ninf' are left out so NaN and Inf still propagate and get caught.
+NJIT_OPTIONS: dict[str, Any] = {
+    "fastmath": {"nsz", "arcp", "contract", "afn", "reassoc"},
+    "error_model": "numpy",
+    "boundscheck": False,
+    "nogil": True,
+}
+
+CUDA_BLOCK = 256  # threads per block for elementwise/grid-stride kernels
+
+
+def simulator_enabled() -> bool:
+    """True when numba-cuda runs CUDA kernels in its CPU simulator (NUMBA_ENABLE_CUDASIM=1)."""
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def is_device_array(a: Any) -> bool:
+    return not isinstance(a, np.ndarray) and hasattr(a, "__cuda_array_interface__")
+
+
+def array_module(a: Any):
+    """numpy for host arrays, cupy for CuPy arrays (imported only then)."""
+    if isinstance(a, np.ndarray):
+        return np
+    import cupy
+
+    return cupy
+
+
+def _address_span(a: Any) -> tuple[int, int]:
+    if isinstance(a, np.ndarray):
+        start = a.__array_interface__["data"][0]
+    else:
+        start = a.__cuda_array_interface__["data"][0]
+    return start, start + a.nbytes
+
+
+def check_array(
+    name: str,
+    a: Any,
+    *,
+    ndim: int | None = None,
+    dtype: Any = None,
+    shape: tuple[int, ...] | None = None,
+    floating: bool = True,
+) -> None:
+    """Raise a clear error unless ``a`` is a C-contiguous array with the stated properties."""
+    if not (isinstance(a, np.ndarray) or hasattr(a, "__cuda_array_interface__")):
+        raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(a).__name__}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(a.shape)}")
+    if shape is not None and tuple(a.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(a.shape)}")
+    if floating and a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
+    if dtype is not None and a.dtype != np.dtype(dtype):
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {a.dtype}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (use ascontiguousarray), got strides {a.strides}")
+
+
+def check_same_kind(reference_name: str, reference: Any, **arrays: Any) -> None:
+    """All arrays live where ``reference`` lives (host or device)."""
+    on_device = is_device_array(reference)
+    for name, a in arrays.items():
+        if a is not None and is_device_array(a) != on_device:
+            where = "device (CuPy)" if on_device else "host (NumPy)"
+            raise TypeError(f"{name} must be a {where} array like {reference_name}, got {type(a).__module__}.{type(a).__name__}")
+
+
+def check_no_overlap(out_name: str, target: Any, allow_same: tuple[Any, ...] = (), /, **inputs: Any) -> None:
+    """``target`` may be exactly one of ``allow_same`` (elementwise in place) but must not overlap any input otherwise."""
+    lo, hi = _address_span(target)
+    for name, a in inputs.items():
+        if a is None or a.nbytes == 0 or target.nbytes == 0:
+            continue
+        if any(a is same for same in allow_same) and _address_span(a) == (lo, hi) and a.shape == target.shape:
+            continue
+        a_lo, a_hi = _address_span(a)
+        if a_lo < hi and lo < a_hi:
+            raise ValueError(f"{out_name} overlaps {name} in memory; pass a separate output array")
+
+
+def output(
+    name: str, given: Any, like: Any, shape: tuple[int, ...], dtype: Any, /,
+    *, allow_same: tuple[Any, ...] = (), **inputs: Any,
+) -> Any:
+    """Validate a caller-supplied output (shape, dtype, contiguity, no aliasing) or allocate one.
+
+    ``given`` may be exactly one of ``allow_same`` (an elementwise op run in place); it must not
+    overlap any other of ``inputs``.
+    """
+    if given is None:
+        return array_module(like).empty(shape, dtype=dtype)
+    check_array(name, given, shape=shape, dtype=dtype)
+    check_same_kind("the inputs", like, **{name: given})
+    check_no_overlap(name, given, allow_same, **inputs)
+    return given
+
+
+def check_finite_scalar(name: str, value: float, *, low: float | None = None, high: float | None = None,
+                        low_open: bool = False, high_open: bool = False) -> float:
+    """A finite Python float within [low, high] (ends open where stated)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    if low is not None and (v < low or (low_open and v == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {v}")
+    if high is not None and (v > high or (high_open and v == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {v}")
+    return v
+
+
+# --------------------------------------------------------------------------- CUDA launches
+
+
+@functools.cache
+def cuda():
+    """The numba.cuda module, imported on first use (so `import gpudnn` never touches a GPU)."""
+    from numba import cuda as numba_cuda
+
+    return numba_cuda
+
+
+def cuda_args(*arrays: Any) -> list[Any]:
+    """Kernel arguments without the per-argument stream sync numba does for foreign arrays.
+
+    Under the simulator NumPy arrays go in as they are. CuPy arrays are wrapped through
+    ``__cuda_array_interface__`` with ``sync=False``: we launch on CuPy's current stream, so
+    stream order already guarantees the producer has finished.
+    """
+    if simulator_enabled():
+        return list(arrays)
+    as_cuda = cuda().as_cuda_array
+    return [as_cuda(a, sync=False) if is_device_array(a) else a for a in arrays]
+
+
+@functools.cache
+def _external_stream(ptr: int):
+    return cuda().external_stream(ptr)
+
+
+def current_stream():
+    """The numba stream for CuPy's current stream (0, the default stream, under the simulator)."""
+    if simulator_enabled():
+        return 0
+    import cupy
+
+    ptr = cupy.cuda.get_current_stream().ptr
+    return _external_stream(ptr) if ptr else 0
+
+
+def grid_1d(n: int, block: int = CUDA_BLOCK) -> tuple[int, int]:
+    """(blocks, threads) for a grid-stride loop over ``n`` items.
+
+    The simulator runs every thread as Python code, so there a single small block walks the
+    whole range through the stride loop; on a GPU the grid is capped at a few waves of blocks.
+    """
+    if simulator_enabled():
+        return 2, 32
+    blocks = max(1, min((n + block - 1) // block, 4096))
+    return blocks, block
