@@ -2,9 +2,21 @@
 vectorised NumPy/CuPy references.
 
 Every scalar function takes ``(value, alpha)`` so a kernel can call any of them the same way;
-``alpha`` is only read by leaky_relu. The scalar set is written once and compiled twice, by
+``alpha`` is only read by leaky_relu. The scalar set is written once and compiled per dtype, by
 ``numba.njit`` for the CPU kernels and by ``numba.cuda.jit(device=True)`` for the CUDA kernels.
-The formulas are the numerically stable ones: no overflow for |z| up to 1e4 in float32.
+Its constants carry the dtype, so float32 kernels compute in float32 (a float64 literal would
+promote every operation). Float32 CPU kernels use polynomial exp/tanh/erfc that LLVM vectorises
+(``math.exp`` is a scalar libm call); float64 and CUDA use the math library.
+
+The formulas are the numerically stable ones, finite and accurate for any finite input (tested
+to |z| = 1e4 in float32 and float64, no overflow warnings), and NaN propagates through every
+function and derivative:
+
+    sigmoid(z) = 1/(1+e) for z >= 0, e/(1+e) otherwise, with e = exp(-|z|);  sigmoid' = e/(1+e)^2
+    tanh'(z)   = 4e/(1+e)^2 with e = exp(-2|z|)
+    gelu(z)    = z/2 * erfc(-z/sqrt 2)              (exact GELU, no cancellation for z < 0)
+    gelu_tanh(z) = z * sigmoid(2u), u = sqrt(2/pi) (z + 0.044715 z^3)   (= z/2 (1 + tanh u))
+    silu(z)    = z * sigmoid(z);  softplus(z) = max(z, 0) + log1p(exp(-|z|))
 """
 
 from __future__ import annotations
@@ -12,6 +24,8 @@ from __future__ import annotations
 import functools
 import math
 from typing import Any, Callable
+
+import numpy as np
 
 IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH, GELU_TANH, GELU, SILU, SOFTPLUS = range(9)
 
@@ -38,30 +52,48 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _GELU_C = 0.044715
+# gelu_tanh evaluates its cubic at z clamped to +-1e3: beyond, sigmoid(2u) is exactly 0 or 1 in
+# float64, and the clamp keeps z^3 and z^2 finite for any finite z.
+_GELU_TANH_CLAMP = 1e3
 
 
 def activation_code(activation: str | int | None) -> int:
     """The integer code of an activation given by name (None means identity)."""
     if activation is None:
         return IDENTITY
-    if isinstance(activation, int) and not isinstance(activation, bool):
-        if activation in NAMES:
-            return activation
+    if isinstance(activation, (int, np.integer)) and not isinstance(activation, bool):
+        if int(activation) in NAMES:
+            return int(activation)
         raise ValueError(f"activation code must be one of {sorted(NAMES)}, got {activation}")
     if isinstance(activation, str) and activation.lower() in CODES:
         return CODES[activation.lower()]
     raise ValueError(f"activation must be one of {sorted(CODES)}, got {activation!r}")
 
 
-def _build(jit: Callable) -> tuple[dict[int, Any], dict[int, Any], dict[int, Any]]:
-    """Compile the scalar maths with ``jit``: (forward, derivative from z, derivative from y)."""
+def _build(jit: Callable, dtype: Any, exp: Callable, tanh: Callable, erfc: Callable):
+    """Compile the scalar maths for ``dtype`` with ``jit``: (forward, derivative from z, derivative from y).
+
+    ``exp``/``tanh``/``erfc`` are the elementary functions to use (libm's, or the float32 polynomials).
+    """
+    F = np.dtype(dtype).type
+    ZERO, HALF, ONE, TWO, FOUR = F(0), F(0.5), F(1), F(2), F(4)
+    INV_SQRT_2, INV_SQRT_2PI = F(_INV_SQRT_2), F(_INV_SQRT_2PI)
+    # 2u = 2 sqrt(2/pi) (z + c z^3) and its derivative 2 sqrt(2/pi) (1 + 3c z^2)
+    U1, U3, DU3 = F(2 * _SQRT_2_OVER_PI), F(2 * _SQRT_2_OVER_PI * _GELU_C), F(6 * _SQRT_2_OVER_PI * _GELU_C)
+    CLAMP = F(_GELU_TANH_CLAMP)
 
     @jit
-    def sigmoid(z, alpha):
-        if z >= 0:
-            return 1.0 / (1.0 + math.exp(-z))
-        e = math.exp(z)
-        return e / (1.0 + e)
+    def sigmoid_and_slope(z):
+        """(sigmoid(z), sigmoid'(z)) without overflow; NaN in, NaN out."""
+        e = exp(-abs(z))
+        r = ONE / (ONE + e)
+        return (r if z >= ZERO else e * r), e * r * r
+
+    @jit
+    def gelu_tanh_parts(z):
+        """(z clamped to +-CLAMP, 2u at the clamped z); NaN passes the clamp."""
+        zc = math.copysign(CLAMP, z) if abs(z) > CLAMP else z
+        return zc, (U1 + U3 * zc * zc) * zc
 
     @jit
     def identity(z, alpha):
@@ -69,103 +101,147 @@ def _build(jit: Callable) -> tuple[dict[int, Any], dict[int, Any], dict[int, Any
 
     @jit
     def relu(z, alpha):
-        return 0.0 if z <= 0 else z  # NaN falls through to the else branch and propagates
+        return ZERO if z <= ZERO else z  # NaN falls through to the else branch and propagates
 
     @jit
     def leaky_relu(z, alpha):
-        return alpha * z if z <= 0 else z
+        return alpha * z if z <= ZERO else z
 
     @jit
-    def tanh(z, alpha):
-        return math.tanh(z)
+    def sigmoid(z, alpha):
+        return sigmoid_and_slope(z)[0]
+
+    @jit
+    def tanh_(z, alpha):
+        return tanh(z)
 
     @jit
     def gelu_tanh(z, alpha):
-        return 0.5 * z * (1.0 + math.tanh(_SQRT_2_OVER_PI * (z + _GELU_C * z * z * z)))
+        return z * sigmoid_and_slope(gelu_tanh_parts(z)[1])[0]
 
     @jit
     def gelu(z, alpha):
-        return 0.5 * z * (1.0 + math.erf(z * _INV_SQRT_2))
+        return HALF * z * erfc(-z * INV_SQRT_2)
 
     @jit
     def silu(z, alpha):
-        return z * sigmoid(z, alpha)
+        return z * sigmoid_and_slope(z)[0]
 
     @jit
     def softplus(z, alpha):
-        return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+        return (z if z > ZERO else ZERO) + math.log1p(exp(-abs(z)))
 
     @jit
     def d_identity(z, alpha):
-        return 1.0
+        return ONE
 
     @jit
     def d_relu(z, alpha):
-        return 1.0 if z > 0 else 0.0
+        return ONE if z > ZERO else (ZERO if z <= ZERO else z)  # NaN stays NaN
 
     @jit
     def d_leaky_relu(z, alpha):
-        return 1.0 if z > 0 else alpha
+        return ONE if z > ZERO else (alpha if z <= ZERO else z)
 
     @jit
     def d_sigmoid(z, alpha):
-        s = sigmoid(z, alpha)
-        return s * (1.0 - s)
+        return sigmoid_and_slope(z)[1]
 
     @jit
     def d_tanh(z, alpha):
-        t = math.tanh(z)
-        return 1.0 - t * t
+        e = exp(-TWO * abs(z))
+        r = ONE / (ONE + e)
+        return FOUR * e * r * r
 
     @jit
     def d_gelu_tanh(z, alpha):
-        t = math.tanh(_SQRT_2_OVER_PI * (z + _GELU_C * z * z * z))
-        return 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_C * z * z)
+        zc, u2 = gelu_tanh_parts(z)
+        s, ds = sigmoid_and_slope(u2)
+        return s + zc * ds * (U1 + DU3 * zc * zc)
 
     @jit
     def d_gelu(z, alpha):
-        return 0.5 * (1.0 + math.erf(z * _INV_SQRT_2)) + z * _INV_SQRT_2PI * math.exp(-0.5 * z * z)
+        return HALF * erfc(-z * INV_SQRT_2) + z * INV_SQRT_2PI * exp(-HALF * z * z)
 
     @jit
     def d_silu(z, alpha):
-        s = sigmoid(z, alpha)
-        return s + z * s * (1.0 - s)
+        s, ds = sigmoid_and_slope(z)
+        return s + z * ds
 
     @jit
     def d_softplus(z, alpha):
-        return sigmoid(z, alpha)
-
-    @jit
-    def dy_relu(y, alpha):
-        return 1.0 if y > 0 else 0.0
+        return sigmoid_and_slope(z)[0]
 
     @jit
     def dy_sigmoid(y, alpha):
-        return y * (1.0 - y)
+        return y * (ONE - y)
 
     @jit
     def dy_tanh(y, alpha):
-        return 1.0 - y * y
+        return ONE - y * y
 
-    forward = {IDENTITY: identity, RELU: relu, LEAKY_RELU: leaky_relu, SIGMOID: sigmoid, TANH: tanh,
+    forward = {IDENTITY: identity, RELU: relu, LEAKY_RELU: leaky_relu, SIGMOID: sigmoid, TANH: tanh_,
                GELU_TANH: gelu_tanh, GELU: gelu, SILU: silu, SOFTPLUS: softplus}
     grad_z = {IDENTITY: d_identity, RELU: d_relu, LEAKY_RELU: d_leaky_relu, SIGMOID: d_sigmoid, TANH: d_tanh,
               GELU_TANH: d_gelu_tanh, GELU: d_gelu, SILU: d_silu, SOFTPLUS: d_softplus}
-    grad_y = {IDENTITY: d_identity, RELU: dy_relu, SIGMOID: dy_sigmoid, TANH: dy_tanh}
+    grad_y = {IDENTITY: d_identity, RELU: d_relu, SIGMOID: dy_sigmoid, TANH: dy_tanh}
     return forward, grad_z, grad_y
 
 
 @functools.cache
-def cpu_scalars():
-    """Scalar activation maths compiled for the CPU kernels (numba.njit, always inlined)."""
+def fast_f32() -> tuple[Callable, Callable, Callable]:
+    """(exp, tanh, erfc) for float32 as Numba functions that vectorise inside loops.
+
+    exp is fast_math.exp32 (relative error < 1e-6). tanh: Cephes' odd polynomial for |z| < 0.625,
+    else (1 - e)/(1 + e) with e = exp(-2|z|); relative error < 3e-7. erfc: the Chebyshev fit
+    t exp(-x^2 + P(t)), t = 1/(1 + |x|/2) (Numerical Recipes' erfcc, fit error 1.2e-7), reflected
+    as 2 - erfc(-x) for x < 0; relative error < 2e-6 for |x| < 4, < 1e-5 out to the float32
+    underflow (the rounding of x^2 inside exp dominates there).
+    """
     from numba import njit
 
-    return _build(njit(inline="always", fastmath=False, error_model="numpy"))
+    from .fast_math import exp32
+
+    F = np.float32
+    ZERO, HALF, ONE, TWO, SMALL = F(0), F(0.5), F(1), F(2), F(0.625)
+    T0, T1, T2, T3, T4 = (F(v) for v in (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2,
+                                        1.33314422036e-1, -3.33332819422e-1))
+    E0, E1, E2, E3, E4, E5, E6, E7, E8, E9 = (F(v) for v in (
+        0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807,
+        -0.18628806, 0.09678418, 0.37409196, 1.00002368, -1.26551223))
+
+    @njit(inline="always")
+    def tanh32(z):
+        a = abs(z)
+        z2 = z * z
+        small = ((((T0 * z2 + T1) * z2 + T2) * z2 + T3) * z2 + T4) * z2 * z + z
+        e = exp32(-TWO * a)
+        large = math.copysign((ONE - e) / (ONE + e), z)
+        return small if a < SMALL else large  # NaN takes the exp branch and stays NaN
+
+    @njit(inline="always")
+    def erfc32(x):
+        a = abs(x)
+        t = ONE / (ONE + HALF * a)
+        p = ((((((((E0 * t + E1) * t + E2) * t + E3) * t + E4) * t + E5) * t + E6) * t + E7) * t + E8) * t + E9
+        r = t * exp32(p - a * a)
+        return r if x >= ZERO else TWO - r  # NaN: r is NaN and so is 2 - r
+
+    return exp32, tanh32, erfc32
 
 
 @functools.cache
-def cuda_scalars():
-    """Scalar activation maths compiled as numba.cuda device functions.
+def cpu_scalars(dtype: Any = np.float64):
+    """Scalar activation maths for ``dtype`` compiled for the CPU kernels (numba.njit, always inlined)."""
+    from numba import njit
+
+    elementary = fast_f32() if np.dtype(dtype) == np.float32 else (math.exp, math.tanh, math.erfc)
+    return _build(njit(inline="always"), dtype, *elementary)
+
+
+@functools.cache
+def cuda_scalars(dtype: Any = np.float64):
+    """Scalar activation maths for ``dtype`` as numba.cuda device functions.
 
     Under the simulator they stay plain Python functions: the simulator would run them as they
     are anyway, but its device-function wrapper takes a global lock on every call, which
@@ -173,96 +249,111 @@ def cuda_scalars():
     """
     from ._common import cuda, simulator_enabled
 
-    return _build((lambda f: f) if simulator_enabled() else cuda().jit(device=True))
+    jit = (lambda f: f) if simulator_enabled() else cuda().jit(device=True)
+    return _build(jit, dtype, math.exp, math.tanh, math.erfc)
 
 
 # --------------------------------------------------------------------------- references
 
 
 def forward_ref(z: Any, code: int, alpha: float = 0.0) -> Any:
-    """y = f(z), elementwise, in the array module of ``z`` (NumPy or CuPy)."""
+    """y = f(z), elementwise, in the array module and dtype of ``z`` (NumPy or CuPy)."""
     from ._common import array_module
 
     xp = array_module(z)
     if code == IDENTITY:
-        return z.copy()
-    if code == RELU:
-        return xp.where(z <= 0, 0, z).astype(z.dtype)
-    if code == LEAKY_RELU:
-        return xp.where(z <= 0, alpha * z, z).astype(z.dtype)
-    if code == SIGMOID:
-        return _sigmoid_ref(z)
-    if code == TANH:
-        return xp.tanh(z)
-    if code == GELU_TANH:
-        return (0.5 * z * (1 + xp.tanh(_SQRT_2_OVER_PI * (z + _GELU_C * z**3)))).astype(z.dtype)
-    if code == GELU:
-        return (0.5 * z * (1 + _erf(xp, z * _INV_SQRT_2))).astype(z.dtype)
-    if code == SILU:
-        return z * _sigmoid_ref(z)
-    if code == SOFTPLUS:
-        return xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))
-    raise ValueError(f"unknown activation code {code}")
+        y = z.copy()
+    elif code == RELU:
+        y = xp.where(z <= 0, 0, z)
+    elif code == LEAKY_RELU:
+        y = xp.where(z <= 0, alpha * z, z)
+    elif code == SIGMOID:
+        y = _sigmoid_ref(z)[0]
+    elif code == TANH:
+        y = xp.tanh(z)
+    elif code == GELU_TANH:
+        y = z * _sigmoid_ref(_gelu_tanh_ref(z)[1])[0]
+    elif code == GELU:
+        y = 0.5 * z * _erfc(xp, -z * _INV_SQRT_2)
+    elif code == SILU:
+        y = z * _sigmoid_ref(z)[0]
+    elif code == SOFTPLUS:
+        y = xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))
+    else:
+        raise ValueError(f"unknown activation code {code}")
+    return y.astype(z.dtype, copy=False)
 
 
 def grad_ref(z: Any, code: int, alpha: float = 0.0) -> Any:
-    """f'(z), elementwise, from the pre-activation z."""
+    """f'(z), elementwise, from the pre-activation z (NaN in, NaN out)."""
     from ._common import array_module
 
     xp = array_module(z)
     if code == IDENTITY:
-        return xp.ones_like(z)
-    if code == RELU:
-        return (z > 0).astype(z.dtype)
-    if code == LEAKY_RELU:
-        return xp.where(z > 0, 1, alpha).astype(z.dtype)
-    if code == SIGMOID:
-        s = _sigmoid_ref(z)
-        return s * (1 - s)
-    if code == TANH:
-        return 1 - xp.tanh(z) ** 2
-    if code == GELU_TANH:
-        t = xp.tanh(_SQRT_2_OVER_PI * (z + _GELU_C * z**3))
-        return (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * z * z)).astype(z.dtype)
-    if code == GELU:
-        return (0.5 * (1 + _erf(xp, z * _INV_SQRT_2)) + z * _INV_SQRT_2PI * xp.exp(-0.5 * z * z)).astype(z.dtype)
-    if code == SILU:
-        s = _sigmoid_ref(z)
-        return s + z * s * (1 - s)
-    if code == SOFTPLUS:
-        return _sigmoid_ref(z)
-    raise ValueError(f"unknown activation code {code}")
+        g = xp.ones_like(z)
+    elif code == RELU:
+        g = xp.where(z > 0, 1, xp.where(z <= 0, 0, z))
+    elif code == LEAKY_RELU:
+        g = xp.where(z > 0, 1, xp.where(z <= 0, alpha, z))
+    elif code == SIGMOID:
+        g = _sigmoid_ref(z)[1]
+    elif code == TANH:
+        e = xp.exp(-2 * xp.abs(z))
+        g = 4 * e / (1 + e) ** 2
+    elif code == GELU_TANH:
+        zc, u2 = _gelu_tanh_ref(z)
+        s, ds = _sigmoid_ref(u2)
+        g = s + zc * ds * 2 * _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * zc * zc)
+    elif code == GELU:
+        g = 0.5 * _erfc(xp, -z * _INV_SQRT_2) + z * _INV_SQRT_2PI * xp.exp(-0.5 * z * z)
+    elif code == SILU:
+        s, ds = _sigmoid_ref(z)
+        g = s + z * ds
+    elif code == SOFTPLUS:
+        g = _sigmoid_ref(z)[0]
+    else:
+        raise ValueError(f"unknown activation code {code}")
+    return g.astype(z.dtype, copy=False)
 
 
 def grad_from_output_ref(y: Any, code: int) -> Any:
     """f'(z) written in terms of y = f(z), for the codes in FROM_OUTPUT."""
     from ._common import array_module
 
-    xp = array_module(y)
     if code == IDENTITY:
-        return xp.ones_like(y)
-    if code == RELU:
-        return (y > 0).astype(y.dtype)
-    if code == SIGMOID:
-        return y * (1 - y)
-    if code == TANH:
-        return 1 - y * y
-    raise ValueError(f"the derivative of {NAMES.get(code, code)} cannot be taken from its output")
+        g = array_module(y).ones_like(y)
+    elif code == RELU:
+        g = grad_ref(y, RELU)
+    elif code == SIGMOID:
+        g = y * (1 - y)
+    elif code == TANH:
+        g = 1 - y * y
+    else:
+        raise ValueError(f"the derivative of {NAMES.get(code, code)} cannot be taken from its output")
+    return g.astype(y.dtype, copy=False)
 
 
-def _sigmoid_ref(z: Any) -> Any:
+def _sigmoid_ref(z: Any) -> tuple[Any, Any]:
+    """(sigmoid(z), sigmoid'(z)) through e = exp(-|z|), which never overflows."""
     from ._common import array_module
 
     xp = array_module(z)
-    e = xp.exp(-xp.abs(z))  # never overflows
-    return xp.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype)
+    e = xp.exp(-xp.abs(z))
+    r = 1 / (1 + e)
+    return xp.where(z >= 0, r, e * r), e * r * r
 
 
-def _erf(xp: Any, x: Any) -> Any:
-    if xp.__name__ == "numpy":
-        import math as _m
+def _gelu_tanh_ref(z: Any) -> tuple[Any, Any]:
+    """(z clamped to +-1e3, 2u = 2 sqrt(2/pi) (zc + 0.044715 zc^3))."""
+    from ._common import array_module
 
-        return xp.vectorize(_m.erf, otypes=[x.dtype])(x) if x.size else x.copy()
+    zc = array_module(z).clip(z, -_GELU_TANH_CLAMP, _GELU_TANH_CLAMP)
+    return zc, 2 * _SQRT_2_OVER_PI * (zc + _GELU_C * zc * zc * zc)
+
+
+def _erfc(xp: Any, x: Any) -> Any:
+    if xp is np:
+        return np.vectorize(math.erfc, otypes=[x.dtype])(x) if x.size else x.copy()
     import cupyx.scipy.special
 
-    return cupyx.scipy.special.erf(x)
+    return cupyx.scipy.special.erfc(x)

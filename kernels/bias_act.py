@@ -44,8 +44,8 @@ def bias_act_ref(x: Any, b: Any, activation: str | int = "relu", alpha: float = 
 
 
 @functools.cache
-def _cpu_kernel(code: int):
-    f = cpu_scalars()[0][code]
+def _cpu_kernel(code: int, dtype: Any):
+    f = cpu_scalars(dtype)[0][code]
 
     @njit(**c.NJIT_OPTIONS)
     def kernel(x, b, alpha, y):
@@ -74,7 +74,7 @@ def bias_act_cpu(x: Any, b: Any, activation: str | int = "relu", alpha: float = 
         return out
     if b is None:
         b = c.array_module(x).zeros(x.shape[1], dtype=x.dtype)
-    kernel, kernel_keep_z = _cpu_kernel(code)
+    kernel, kernel_keep_z = _cpu_kernel(code, x.dtype)
     alpha = x.dtype.type(alpha)
     if z_out is None:
         kernel(x, b, alpha, out)
@@ -87,8 +87,8 @@ def bias_act_cpu(x: Any, b: Any, activation: str | int = "relu", alpha: float = 
 
 
 @functools.cache
-def _cuda_kernel(code: int):
-    f = cuda_scalars()[0][code]
+def _cuda_kernel(code: int, dtype: Any):
+    f = cuda_scalars(dtype)[0][code]
 
     @cuda.jit
     def kernel(x, b, alpha, y):
@@ -119,7 +119,7 @@ def bias_act_cuda(x: Any, b: Any, activation: str | int = "relu", alpha: float =
         return out
     if b is None:
         b = c.array_module(x).zeros(x.shape[1], dtype=x.dtype)
-    kernel, kernel_keep_z = _cuda_kernel(code)
+    kernel, kernel_keep_z = _cuda_kernel(code, x.dtype)
     launch = c.grid_1d(x.size) + (c.current_stream(),)
     alpha = x.dtype.type(alpha)
     if z_out is None:

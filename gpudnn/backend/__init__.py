@@ -1,5 +1,7 @@
 """Backends: one object per array library, and the choice of the current one."""
 
+from ..kernels.activations import FROM_OUTPUT, activation_code
+from ..kernels.activations import NAMES as ACTIVATION_NAMES
 from .base import DEFAULT_DTYPE, Backend
 from .select import (
     KINDS,
@@ -14,6 +16,6 @@ from .select import (
 )
 
 __all__ = [
-    "DEFAULT_DTYPE", "KINDS", "Backend", "BackendUnavailableError", "backend", "cupy_status",
+    "ACTIVATION_NAMES", "FROM_OUTPUT", "activation_code", "DEFAULT_DTYPE", "KINDS", "Backend", "BackendUnavailableError", "backend", "cupy_status",
     "get_backend", "seed", "selection_reason", "set_backend", "use_backend",
 ]

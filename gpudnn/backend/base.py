@@ -78,13 +78,21 @@ class Backend:
     # ----------------------------------------------------------------- randomness
 
     def seed(self, seed: int | None) -> None:
-        """Reseed this backend's generator (``None``: fresh entropy)."""
-        self.rng = self.xp.random.default_rng(seed)
-        self._host_rng = np.random.default_rng(seed)
+        """Reseed this backend's generator (``None``: fresh entropy).
+
+        All randomness (initial weights, shuffles, dropout seeds) is drawn from this one host
+        NumPy generator and moved to the device, so a seed gives the same run on every backend
+        and the generator state can be saved in a checkpoint.
+        """
+        self.rng = np.random.default_rng(seed)
 
     def next_seed(self) -> int:
         """A 63-bit seed for kernels that draw their own random numbers (dropout masks)."""
-        return int(self._host_rng.integers(0, 2**63 - 1))
+        return int(self.rng.integers(0, 2**63 - 1))
+
+    def permutation(self, n: int) -> Any:
+        """A random permutation of range(n) on this backend (drawn on the host)."""
+        return self.asarray(self.rng.permutation(n))
 
     # ----------------------------------------------------------------- fused ops
 

@@ -1,0 +1,152 @@
+"""MLP training step: gpudnn vs PyTorch eager (Adam fused=True) vs the step's GEMMs alone.
+
+MLP 784-1024-1024-10, ReLU, softmax cross-entropy, Adam, float32. One step is forward (train
+mode), loss + gradient, backward, optimizer step, zero_grad, on a fixed batch. The "GEMM floor"
+is the step's eight matrix products (3 forward, 3 weight gradients, 2 input gradients: the
+first layer's input needs none) into preallocated outputs, timed in the same run.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+from benchmarks import harness
+
+SIZES = (784, 1024, 1024, 10)
+
+
+def _gpudnn_step(backend_kind: str, batch: int, sizes: tuple[int, ...]) -> tuple[Any, Any]:
+    import gpudnn as gd
+
+    with gd.use_backend(backend_kind) as b:
+        gd.seed(0)
+        layers = [gd.Dense(a, c, activation="relu") for a, c in zip(sizes[:-2], sizes[1:-1])]
+        model = gd.Sequential(*layers, gd.Dense(sizes[-2], sizes[-1]))
+        loss_fn = gd.SoftmaxCrossEntropy()
+        opt = gd.Adam(model.parameters(), lr=1e-3)
+        rng = np.random.default_rng(0)
+        x = b.asarray(rng.standard_normal((batch, sizes[0])), dtype=np.float32)
+        y = b.asarray(rng.integers(0, sizes[-1], batch))
+
+    def step() -> None:
+        logits = model.forward(x, train=True)
+        _, dlogits = loss_fn.forward_backward(logits, y)
+        model.backward(dlogits)
+        opt.step()
+        opt.zero_grad()
+
+    return step, b
+
+
+def _gemm_floor(xp: Any, batch: int, sizes: tuple[int, ...]):
+    rng = np.random.default_rng(0)
+    acts = [xp.asarray(rng.standard_normal((batch, s)), dtype=np.float32) for s in sizes]
+    weights = [xp.asarray(rng.standard_normal((a, c)), dtype=np.float32) for a, c in zip(sizes, sizes[1:])]
+    grads = [xp.empty_like(w) for w in weights]
+    douts = [xp.empty_like(a) for a in acts]
+
+    def gemms() -> None:
+        for i, w in enumerate(weights):
+            xp.matmul(acts[i], w, out=acts[i + 1])
+        for i in reversed(range(len(weights))):
+            xp.matmul(acts[i].T, acts[i + 1], out=grads[i])
+            if i > 0:
+                xp.matmul(acts[i + 1], weights[i].T, out=douts[i])
+
+    return gemms
+
+
+def _torch_step(device: str, batch: int, sizes: tuple[int, ...]):
+    import torch
+
+    torch.manual_seed(0)
+    layers: list[Any] = []
+    for a, c in zip(sizes[:-2], sizes[1:-1]):
+        layers += [torch.nn.Linear(a, c), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(sizes[-2], sizes[-1])).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    x = torch.randn(batch, sizes[0], device=device)
+    y = torch.randint(0, sizes[-1], (batch,), device=device)
+
+    def step() -> None:
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def _row(name: str, batch: int, times: dict[str, float], launches: float) -> dict[str, Any]:
+    row: dict[str, Any] = {"device": name, "batch": batch, "launches_per_step": launches}
+    row.update({f"{k}_ms": v * 1e3 for k, v in times.items()})
+    row["gemm_floor_ratio"] = times["gpudnn"] / times["gemm_floor"]
+    if "torch" in times:
+        row["torch_ratio"] = times["gpudnn"] / times["torch"]
+    return row
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    sizes = (64, 128, 128, 10) if quick else SIZES
+    rounds = 3 if quick else 25
+    rows = []
+    step, b = _gpudnn_step("numpy", 256, sizes)
+    variants = {"gpudnn": step, "gemm_floor": _gemm_floor(np, 256, sizes)}
+    try:
+        import torch
+
+        variants["torch"] = _torch_step("cpu", 256, sizes)
+        threads = torch.get_num_threads()
+    except ImportError:
+        threads = None
+    before = b.launches
+    step()
+    launches = b.launches - before
+    rows.append(_row("cpu", 256, harness.interleaved(variants, rounds=rounds, warmup=3), launches))
+    try:
+        from gpudnn.backend import cupy_status
+
+        gpu = cupy_status()[0]
+    except Exception:
+        gpu = False
+    if gpu:
+        import cupy
+        import torch
+
+        sync = cupy.cuda.get_current_stream().synchronize
+        for batch in (256, 4096):
+            step, b = _gpudnn_step("cupy", batch, sizes)
+            variants = {"gpudnn": step, "gemm_floor": _gemm_floor(cupy, batch, sizes),
+                        "torch": _torch_step("cuda", batch, sizes)}
+            before = b.launches
+            step()
+            launches = b.launches - before
+
+            def both_sync() -> None:
+                sync()
+                torch.cuda.synchronize()
+
+            rows.append(_row("gpu", batch, harness.interleaved(variants, rounds=rounds, warmup=5, sync=both_sync),
+                             launches))
+    return {"model": "-".join(map(str, sizes)), "dtype": "float32", "optimizer": "Adam",
+            "torch_threads": threads, "rows": rows}
+
+
+COLUMNS = ["device", "batch", "gpudnn_ms", "torch_ms", "gemm_floor_ms", "torch_ratio", "gemm_floor_ratio",
+           "launches_per_step"]
+
+
+def main() -> None:
+    result = run(quick="--quick" in sys.argv)
+    print(f"MLP {result['model']} step, {result['dtype']}, {result['optimizer']} (torch threads: "
+          f"{result['torch_threads']})")
+    print(harness.table(result["rows"], COLUMNS))
+    if "--quick" not in sys.argv:
+        print(f"saved {harness.save('mlp', result)}")
+
+
+if __name__ == "__main__":
+    main()

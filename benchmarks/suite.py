@@ -1,0 +1,38 @@
+"""`gpudnn bench [kernels|mlp|pca|all]`: run benchmark families, print tables, optionally save JSON."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from typing import Any
+
+from benchmarks import harness
+
+SUITES = {
+    "kernels": ("bench_activations", "bench_losses", "bench_optim"),
+    "mlp": ("bench_mlp",),
+    "pca": ("bench_pca",),
+}
+SUITES["all"] = SUITES["kernels"] + SUITES["mlp"] + SUITES["pca"]
+
+
+def _print(name: str, result: dict[str, Any]) -> None:
+    rows = result.get("rows", [])
+    module = importlib.import_module(f"benchmarks.{name}")
+    columns = getattr(module, "COLUMNS", None) or (list(rows[0]) if rows else [])
+    print(f"\n== {name}")
+    print(harness.table(rows, columns))
+    for key, value in result.get("summary", {}).items():
+        print(f"{key}: {value}")
+
+
+def run_suite(suite: str, quick: bool = False, json_path: str | None = None) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for name in SUITES[suite]:
+        results[name] = importlib.import_module(f"benchmarks.{name}").run(quick=quick)
+        _print(name, results[name])
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({"machine": harness.machine(), "results": results}, f, indent=2)
+        print(f"\nresults written to {json_path}")
+    return results

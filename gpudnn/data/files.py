@@ -1,0 +1,270 @@
+"""Datasets from local files: .npz archives, .csv tables and MNIST IDX files (raw or gzipped).
+
+Every problem with a file raises ValueError naming the file and the problem: a missing
+file, a wrong magic number, truncated data, a non-numeric CSV cell (with its line and
+column), NaN/Inf among the features, X and y of different lengths, non-integer labels.
+Features come back as float32 (n_samples, n_features), labels as int64 >= 0, and
+n_classes = largest label + 1. A file without its own test set is split with
+``train_test_split`` (stratified, seeded, test_fraction).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import math
+import re
+import zlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .dataset import Dataset, as_features, as_labels, check_fraction, train_test_split
+
+IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, columns)
+IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (count)
+_IDX_NAME = re.compile(r"idx\d")
+
+
+def file_kind(name: str | Path) -> str | None:
+    """'npz', 'csv' or 'idx' from a file name (IDX: an 'idx<digit>' part, optionally .gz); else None."""
+    lower = Path(name).name.lower()
+    if lower.endswith(".npz"):
+        return "npz"
+    if lower.endswith(".csv"):
+        return "csv"
+    if _IDX_NAME.search(lower.removesuffix(".gz")):
+        return "idx"
+    return None
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file" + (" (it is a directory)" if path.is_dir() else ""))
+    return path
+
+
+def _assemble(path: Path, X, y, X_test, y_test, *, seed: int, test_fraction: float, source: str,
+              locate_x: Callable[[int, int], str] | None = None,
+              locate_y: Callable[[int], str] | None = None) -> Dataset:
+    """Validate train (and optional test) arrays from one file; split when there is no test set."""
+    test_fraction = check_fraction(test_fraction)
+    parts = [("", X, y)] + ([("_test", X_test, y_test)] if X_test is not None else [])
+    checked = []
+    for suffix, features, labels in parts:
+        features = as_features(features, f"{path}: X{suffix}", locate_x)
+        labels = as_labels(labels, f"{path}: y{suffix}", locate_y)
+        if features.shape[0] != labels.shape[0]:
+            raise ValueError(
+                f"{path}: X{suffix} has {features.shape[0]} samples but y{suffix} has {labels.shape[0]}"
+            )
+        if features.shape[0] == 0:
+            raise ValueError(f"{path}: X{suffix} holds no samples")
+        checked.append((features, labels))
+    if len(checked) == 2:
+        (X_tr, y_tr), (X_te, y_te) = checked
+        if X_tr.shape[1] != X_te.shape[1]:
+            raise ValueError(f"{path}: X has {X_tr.shape[1]} features per sample but X_test {X_te.shape[1]}")
+        how = "its own test set"
+    else:
+        X_tr, X_te, y_tr, y_te = train_test_split(*checked[0], test_fraction, seed)
+        how = f"stratified split, test_fraction={test_fraction}, seed={seed}"
+    n_classes = int(max(y_tr.max(), y_te.max())) + 1
+    return Dataset(X_tr, y_tr, X_te, y_te, n_classes, path.name, f"{source}; {how}")
+
+
+# --------------------------------------------------------------------------- .npz
+
+
+def load_npz(path: str | Path, *, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
+    """Arrays X (n, ...) and y (n,); optional X_test and y_test (together). Other arrays are ignored.
+
+    X is flattened to (n, prod(...)) and cast to float32, unscaled. test_fraction applies
+    only without X_test.
+    """
+    path = _existing(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not hasattr(archive, "files"):
+                raise ValueError("holds a single .npy array")
+            arrays = {k: archive[k] for k in archive.files}
+    except Exception as e:  # zip, pickle and format errors all mean the same thing here
+        raise ValueError(f"{path}: not a readable .npz archive of numeric arrays ({e})") from e
+    missing = [k for k in ("X", "y") if k not in arrays]
+    if missing:
+        raise ValueError(f"{path}: missing array(s) {', '.join(missing)}; found {sorted(arrays) or 'none'}")
+    if ("X_test" in arrays) != ("y_test" in arrays):
+        raise ValueError(f"{path}: X_test and y_test must come together; found only one of them")
+    return _assemble(path, arrays["X"], arrays["y"], arrays.get("X_test"), arrays.get("y_test"),
+                     seed=seed, test_fraction=test_fraction, source=f".npz file {path}")
+
+
+# --------------------------------------------------------------------------- .csv
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def load_csv(path: str | Path, *, seed: int = 0, test_fraction: float = 0.2, label: int | str = -1,
+             header: bool | None = None, delimiter: str = ",") -> Dataset:
+    """A table with one sample per row: numeric features and one integer label column.
+
+    label: the label column by header name or by 0-based index (negative counts from the
+    end; default the last column). header: True/False, or None to detect it (the first row
+    is a header when any of its cells is not a number). Blank lines are skipped; cells are
+    stripped of spaces. Features are float32, unscaled.
+    """
+    path = _existing(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f, delimiter=delimiter)
+            rows, lines = [], []
+            for row in reader:
+                cells = [c.strip() for c in row]
+                if any(cells):
+                    rows.append(cells)
+                    lines.append(reader.line_num)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{path}: not a readable UTF-8 CSV file ({e})") from e
+    if not rows:
+        raise ValueError(f"{path}: empty CSV file")
+    width = len(rows[0])
+    if width < 2:
+        raise ValueError(f"{path}: need at least 2 columns (features and a label), found {width}")
+    for cells, line in zip(rows, lines):
+        if len(cells) != width:
+            raise ValueError(f"{path}: line {line} has {len(cells)} fields, expected {width}")
+    if header is None:
+        header = not all(_is_number(c) for c in rows[0])
+    names = rows[0] if header else None
+    rows, lines = (rows[1:], lines[1:]) if header else (rows, lines)
+    if not rows:
+        raise ValueError(f"{path}: no data rows after the header")
+
+    def column(j: int) -> str:
+        return f"column {j + 1}" + (f" ({names[j]!r})" if names else "")
+
+    if isinstance(label, str):
+        if names is None:
+            raise ValueError(f"{path}: label={label!r} names a column, but the file has no header row")
+        if names.count(label) != 1:
+            raise ValueError(
+                f"{path}: label={label!r} must name exactly one column; columns are {names}"
+            )
+        label_col = names.index(label)
+    elif isinstance(label, (int, np.integer)) and not isinstance(label, bool):
+        if not -width <= label < width:
+            raise ValueError(f"{path}: label column index {label} is out of range for {width} columns")
+        label_col = int(label) % width
+    else:
+        raise TypeError(f"label must be a column name (str) or index (int), got {type(label).__name__}")
+
+    try:
+        values = np.array(rows, dtype=np.float64)
+    except ValueError as e:
+        for cells, line in zip(rows, lines):
+            for j, cell in enumerate(cells):
+                if not _is_number(cell):
+                    raise ValueError(
+                        f"{path}: line {line}, {column(j)}: cannot read {cell!r} as a number"
+                    ) from e
+        raise ValueError(f"{path}: {e}") from e
+    feature_cols = [j for j in range(width) if j != label_col]
+    return _assemble(
+        path, values[:, feature_cols], values[:, label_col], None, None,
+        seed=seed, test_fraction=test_fraction,
+        source=f"CSV file {path}, label {column(label_col)}",
+        locate_x=lambda i, j: f"line {lines[i]}, {column(feature_cols[j])}",
+        locate_y=lambda i: f"line {lines[i]}, {column(label_col)}",
+    )
+
+
+# --------------------------------------------------------------------------- MNIST IDX
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    """The uint8 array of an IDX file with the given magic number (raw, or gzipped if *.gz)."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e})") from e
+    if path.name.endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as e:
+            raise ValueError(f"{path}: not a valid gzip file, corrupt or truncated ({e})") from e
+    ndim = magic & 0xFF
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(f"{path}: truncated: {len(data)} bytes, shorter than an IDX header")
+    found = int.from_bytes(data[:4], "big")
+    if found != magic:
+        kind = {IDX_IMAGES_MAGIC: "images", IDX_LABELS_MAGIC: "labels"}
+        raise ValueError(
+            f"{path}: wrong magic number 0x{found:08X}, expected 0x{magic:08X} "
+            f"(IDX {kind[magic]}: unsigned bytes, {ndim} dimension{'s' * (ndim > 1)})"
+        )
+    dims = tuple(int.from_bytes(data[4 + 4 * k:8 + 4 * k], "big") for k in range(ndim))
+    start, count = 4 + 4 * ndim, math.prod(dims)
+    body = len(data) - start
+    if body != count:
+        problem = "truncated" if body < count else "unexpected trailing data"
+        raise ValueError(
+            f"{path}: {problem}: the header gives shape {dims}, i.e. {count} data bytes, found {body}"
+        )
+    return np.frombuffer(data, np.uint8, count, start).reshape(dims)
+
+
+def _partner(path: Path, base: str) -> Path | None:
+    """The file named base (same compression as path first, then the other) next to path."""
+    names = [base + ".gz", base] if path.name.endswith(".gz") else [base, base + ".gz"]
+    return next((path.parent / n for n in names if (path.parent / n).is_file()), None)
+
+
+def _idx_pair(images: Path) -> tuple[np.ndarray, np.ndarray, Path]:
+    base = images.name.removesuffix(".gz")
+    labels_base = base.replace("images", "labels").replace("idx3", "idx1")
+    labels = _partner(images, labels_base)
+    if labels is None:
+        raise ValueError(
+            f"{images}: its labels file {labels_base}[.gz] is missing from {images.parent}"
+        )
+    pixels = _read_idx(images, IDX_IMAGES_MAGIC)
+    y = _read_idx(labels, IDX_LABELS_MAGIC)
+    if pixels.shape[0] != y.shape[0]:
+        raise ValueError(f"{images}: {pixels.shape[0]} images but {labels.name} has {y.shape[0]} labels")
+    return (pixels / np.float32(255)).astype(np.float32), y, labels
+
+
+def load_idx(path: str | Path, *, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
+    """MNIST-format IDX files: give the images file (e.g. train-images-idx3-ubyte[.gz]).
+
+    The labels file is found by the standard name pairing (images -> labels, idx3 -> idx1,
+    e.g. train-labels-idx1-ubyte); for a train-* file the t10k-* pair next to it, when
+    present, is the test set, otherwise the training file is split (test_fraction).
+    Images (n, rows, cols) uint8 become (n, rows * cols) float32 pixel / 255 in [0, 1].
+    """
+    path = _existing(path)
+    base = path.name.removesuffix(".gz")
+    if "labels" in base or "idx1" in base:
+        raise ValueError(f"{path}: this is an IDX labels file; give the images file (…-images-idx3-ubyte)")
+    if "images" not in base or "idx3" not in base:
+        raise ValueError(
+            f"{path}: IDX image files are named like train-images-idx3-ubyte[.gz] so that their "
+            "labels file can be found"
+        )
+    X, y, labels = _idx_pair(path)
+    X_test = y_test = None
+    names = f"{path.name} + {labels.name}"
+    test_images = _partner(path, "t10k" + base[len("train"):]) if base.startswith("train") else None
+    if test_images is not None:
+        X_test, y_test, test_labels = _idx_pair(test_images)
+        names += f", {test_images.name} + {test_labels.name}"
+    return _assemble(path, X, y, X_test, y_test, seed=seed, test_fraction=test_fraction,
+                     source=f"MNIST IDX files {names} in {path.parent}, pixels/255")

@@ -1,0 +1,118 @@
+"""Losses: each returns its value and the gradient w.r.t. its input together (one fused kernel).
+
+``loss(pred, target)`` returns ``(float, grad)``. ``forward_backward`` returns the value as a
+0-d backend array instead, so a training loop on a GPU need not wait for it every step.
+The gradient array is a workspace reused by the next call: copy it to keep it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .backend import get_backend
+from .workspace import Workspace
+
+
+class Loss:
+    classification = False
+
+    def __init__(self) -> None:
+        self.backend = get_backend()
+        self.ws = Workspace()
+
+    def __call__(self, pred: Any, target: Any) -> tuple[float, Any]:
+        value, grad = self.forward_backward(pred, target)
+        return float(value), grad
+
+    def forward_backward(self, pred: Any, target: Any) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def check_targets(self, y: np.ndarray, n_outputs: int | None) -> np.ndarray:
+        """Validate host targets for a model with ``n_outputs`` outputs; return them in the dtype the loss takes."""
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        return {"type": type(self).__name__}
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Mean over the batch of ``-sum_j t_j log softmax(logits)_j`` with integer labels, where
+    ``t = (1 - label_smoothing) * onehot(label) + label_smoothing / k``; grad = (softmax - t) / n."""
+
+    classification = True
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
+
+    def forward_backward(self, logits: Any, labels: Any) -> tuple[Any, Any]:
+        b = self.backend
+        grad = self.ws.get(b, "grad", tuple(logits.shape), logits.dtype)
+        return b.softmax_xent(logits, labels, self.label_smoothing, dlogits_out=grad)
+
+    def check_targets(self, y: np.ndarray, n_outputs: int | None) -> np.ndarray:
+        if y.ndim != 1:
+            raise ValueError(f"y must be a 1-D array of integer class labels, got shape {y.shape}")
+        if y.dtype.kind == "f":
+            if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+                raise ValueError("y must hold integer class labels, got non-integer values")
+        elif y.dtype.kind not in "iu":
+            raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
+        if y.size and (y.min() < 0 or (n_outputs is not None and y.max() >= n_outputs)):
+            raise ValueError(f"y labels must be in [0, {n_outputs}) for a model with {n_outputs} outputs, "
+                             f"got range [{y.min()}, {y.max()}]")
+        return y.astype(np.int64)
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "SoftmaxCrossEntropy", "label_smoothing": self.label_smoothing}
+
+
+class BinaryCrossEntropy(Loss):
+    """Mean over all elements of ``max(x, 0) - x t + log(1 + exp(-|x|))`` on logits x and targets
+    t in [0, 1]; grad = (sigmoid(x) - t) / N. Only ``from_logits=True`` is offered: it is the stable form."""
+
+    classification = True
+
+    def __init__(self, from_logits: bool = True) -> None:
+        super().__init__()
+        if not from_logits:
+            raise ValueError("BinaryCrossEntropy takes logits (from_logits=True): apply no sigmoid before it; "
+                             "probabilities lose precision near 0 and 1")
+        self.from_logits = True
+
+    def forward_backward(self, logits: Any, targets: Any) -> tuple[Any, Any]:
+        b = self.backend
+        grad = self.ws.get(b, "grad", tuple(logits.shape), logits.dtype)
+        return b.bce_logits(logits, targets.reshape(logits.shape), grad_out=grad)
+
+    def check_targets(self, y: np.ndarray, n_outputs: int | None) -> np.ndarray:
+        y = y.reshape(len(y), -1) if y.ndim == 1 else y
+        if n_outputs is not None and y.shape[1] != n_outputs:
+            raise ValueError(f"y must have {n_outputs} columns for a model with {n_outputs} outputs, got {y.shape}")
+        if not np.all(np.isfinite(y)) or np.any((y < 0) | (y > 1)):
+            raise ValueError("y must hold binary targets in [0, 1]")
+        return y.astype(np.float64)
+
+
+class MSELoss(Loss):
+    """Mean over all elements of ``(pred - target)^2``; grad = 2 (pred - target) / N."""
+
+    def forward_backward(self, pred: Any, target: Any) -> tuple[Any, Any]:
+        b = self.backend
+        grad = self.ws.get(b, "grad", tuple(pred.shape), pred.dtype)
+        return b.mse(pred, target.reshape(pred.shape), grad_out=grad)
+
+    def check_targets(self, y: np.ndarray, n_outputs: int | None) -> np.ndarray:
+        y = y.reshape(len(y), -1) if y.ndim == 1 else y
+        if n_outputs is not None and y.shape[1] != n_outputs:
+            raise ValueError(f"y must have {n_outputs} columns for a model with {n_outputs} outputs, got {y.shape}")
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y contains NaN or Inf")
+        return y.astype(np.float64)
+
+
+LOSSES = {"SoftmaxCrossEntropy": SoftmaxCrossEntropy, "BinaryCrossEntropy": BinaryCrossEntropy, "MSELoss": MSELoss}

@@ -1,0 +1,103 @@
+"""Sequential: a stack of layers with stable parameter names ("0.W", "0.b", "2.W", ...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .layers import LAYER_TYPES, Dense, Layer
+from .parameter import Parameter
+
+
+class Sequential(Layer):
+    """Layers applied in order; backward runs them in reverse (the chain rule)."""
+
+    def __init__(self, *layers: Layer) -> None:
+        super().__init__()
+        if not layers:
+            raise ValueError("Sequential needs at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layer {i} must be a gpudnn Layer, got {type(layer).__name__}")
+            if layer.backend is not self.backend:
+                raise TypeError(f"layer {i} was built on backend {layer.backend.name}, the model on {self.backend.name}")
+        self.layers = list(layers)
+        widths = [(i, l) for i, l in enumerate(self.layers) if isinstance(l, Dense)]
+        for (i, a), (j, b) in zip(widths, widths[1:]):
+            if a.out_features != b.in_features:
+                raise ValueError(f"layer {i} outputs {a.out_features} features but layer {j} expects {b.in_features}")
+        if isinstance(self.layers[0], Dense):  # nothing upstream needs dx of the input
+            self.layers[0].needs_input_grad = False
+        self._params = {name: p for i, l in enumerate(self.layers) for name, p in l.named_parameters(f"{i}.")}
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(map(repr, self.layers))
+        return f"Sequential(\n  {inner}\n)"
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, i: int) -> Layer:
+        return self.layers[i]
+
+    @property
+    def in_features(self) -> int | None:
+        return next((l.in_features for l in self.layers if isinstance(l, Dense)), None)
+
+    @property
+    def out_features(self) -> int | None:
+        return next((l.out_features for l in reversed(self.layers) if isinstance(l, Dense)), None)
+
+    def parameters(self) -> list[Parameter]:
+        for name, p in self._params.items():
+            p.name = name
+        return list(self._params.values())
+
+    def forward(self, x: Any, train: bool = False) -> Any:
+        for layer in self.layers:
+            x = layer.forward(x, train=train)
+        return x
+
+    def backward(self, dy: Any) -> Any:
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def zero_grad(self) -> None:
+        for p in self._params.values():
+            p.zero_grad()
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "Sequential", "layers": [l.config() for l in self.layers]}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Sequential":
+        """Rebuild a model (with fresh weights) from ``config()``."""
+        if not isinstance(config, dict) or config.get("type") != "Sequential":
+            raise ValueError("config must describe a Sequential model")
+        layers = []
+        for spec in config.get("layers", []):
+            spec = dict(spec)
+            kind = spec.pop("type", None)
+            if kind not in LAYER_TYPES:
+                raise ValueError(f"unknown layer type {kind!r} in config")
+            layers.append(LAYER_TYPES[kind](**spec))
+        return cls(*layers)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameter name -> host NumPy copy."""
+        return {name: self.backend.to_numpy(p.data).copy() for name, p in self._params.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Copy values into the existing parameters; names and shapes must match exactly."""
+        missing = sorted(set(self._params) - set(state))
+        unexpected = sorted(set(state) - set(self._params))
+        if missing or unexpected:
+            raise ValueError(f"state dict does not fit this model: missing {missing}, unexpected {unexpected}")
+        for name, p in self._params.items():
+            value = np.asarray(state[name]) if isinstance(state[name], (list, tuple, np.ndarray)) else state[name]
+            if tuple(value.shape) != p.shape:
+                raise ValueError(f"state dict entry {name} has shape {tuple(value.shape)}, the model needs {p.shape}")
+        for name, p in self._params.items():
+            p.data[...] = self.backend.asarray(state[name], dtype=p.data.dtype)

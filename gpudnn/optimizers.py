@@ -1,0 +1,221 @@
+"""Optimizers: one fused in-place kernel launch updates every parameter per step.
+
+The parameters are packed into a flat arena (see parameter.pack); optimizer state lives in
+flat buffers of the same length. Regularization, applied inside that same kernel:
+
+    g = s * grad + l2 * p + l1 * sign(p)        (s: global-norm clipping scale, 1 if off)
+    p = p * (1 - lr * weight_decay)             (decoupled weight decay)
+
+and then the optimizer's own rule (see the kernels' docstrings, which follow PyTorch). The
+penalty added to the reported loss is ``l1 * sum|p| + (l2 / 2) * sum p^2`` over all
+parameters (biases included, like PyTorch's weight_decay); decoupled weight decay adds none.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import numpy as np
+
+from .parameter import Arena, Parameter, pack
+
+
+def _nonneg(name: str, value: Any, *, upper: float | None = None, upper_open: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v) or v < 0 or (upper is not None and (v > upper or (upper_open and v == upper))):
+        bound = f" and {'<' if upper_open else '<='} {upper}" if upper is not None else ""
+        raise ValueError(f"{name} must be finite, >= 0{bound}; got {value!r}")
+    return v
+
+
+class Optimizer:
+    """Base: arena, regularization, clipping, state (de)serialisation."""
+
+    buffers: tuple[str, ...] = ()
+
+    def __init__(self, params: Iterable[Parameter], lr: float, *, l1: float = 0.0, l2: float = 0.0,
+                 weight_decay: float = 0.0, max_grad_norm: float | None = None) -> None:
+        self.arena: Arena = pack(params)
+        self.backend = self.arena.params[0].backend
+        self.lr = _nonneg("lr", lr)
+        self.l1, self.l2 = _nonneg("l1", l1), _nonneg("l2", l2)
+        self.weight_decay = _nonneg("weight_decay", weight_decay)
+        if max_grad_norm is not None and _nonneg("max_grad_norm", max_grad_norm) == 0:
+            raise ValueError("max_grad_norm must be > 0 (or None for no clipping)")
+        self.max_grad_norm = max_grad_norm
+        self.step_count = 0
+        self.state = {name: self.backend.zeros(self.arena.data.shape, self.arena.data.dtype)
+                      for name in self.active_buffers()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.hyper().items())
+        return f"{type(self).__name__}({args})"
+
+    @property
+    def params(self) -> list[Parameter]:
+        return self.arena.params
+
+    def active_buffers(self) -> tuple[str, ...]:
+        return self.buffers
+
+    def hyper(self) -> dict[str, Any]:
+        return {"lr": self.lr, "l1": self.l1, "l2": self.l2, "weight_decay": self.weight_decay,
+                "max_grad_norm": self.max_grad_norm}
+
+    def zero_grad(self) -> None:
+        for p in self.arena.params:
+            p.zero_grad()
+
+    def grad_norm(self) -> float:
+        """Global L2 norm of all gradients."""
+        self.arena.materialize_grads()
+        g = self.arena.grad
+        return float(math.sqrt(float(g @ g)))
+
+    def step(self) -> None:
+        """Apply one update to every parameter (one fused launch)."""
+        self.arena.materialize_grads()
+        scale = 1.0
+        if self.max_grad_norm is not None:
+            norm = self.grad_norm()
+            if norm > self.max_grad_norm:
+                scale = self.max_grad_norm / (norm + 1e-6)
+        self.step_count += 1
+        self._update(scale)
+
+    def _update(self, grad_scale: float) -> None:
+        raise NotImplementedError
+
+    def _regularization(self, grad_scale: float) -> dict[str, float]:
+        return {"l1": self.l1, "l2": self.l2, "weight_decay": self.weight_decay, "grad_scale": grad_scale}
+
+    def penalty(self) -> Any:
+        """``l1 * sum|p| + (l2 / 2) * sum p^2`` as a 0-d backend array (0.0 when both are off)."""
+        p, xp = self.arena.data, self.backend.xp
+        total = xp.zeros((), dtype=np.float64)
+        if self.l1:
+            total = total + self.l1 * xp.abs(p).sum(dtype=np.float64)
+        if self.l2:
+            total = total + 0.5 * self.l2 * (p.astype(np.float64) @ p.astype(np.float64))
+        return total
+
+    def state_dict(self) -> dict[str, Any]:
+        """Hyper-parameters, step count and state buffers (host NumPy copies)."""
+        return {"type": type(self).__name__, "hyper": self.hyper(), "step": self.step_count,
+                "param_names": [p.name for p in self.arena.params],
+                "buffers": {k: self.backend.to_numpy(v).copy() for k, v in self.state.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("type") != type(self).__name__:
+            raise ValueError(f"optimizer state is for {state.get('type')}, not {type(self).__name__}")
+        names = [p.name for p in self.arena.params]
+        if list(state.get("param_names", [])) != names:
+            raise ValueError("optimizer state was saved for other parameters "
+                             f"({state.get('param_names')} vs {names})")
+        buffers = state.get("buffers", {})
+        if set(buffers) != set(self.state):
+            raise ValueError(f"optimizer state buffers {sorted(buffers)} do not match {sorted(self.state)}")
+        for k, v in buffers.items():
+            if tuple(np.shape(v)) != tuple(self.state[k].shape):
+                raise ValueError(f"optimizer buffer {k} has shape {np.shape(v)}, expected {self.state[k].shape}")
+        for k, v in buffers.items():
+            self.state[k][...] = self.backend.asarray(v, dtype=self.state[k].dtype)
+        for k, v in state.get("hyper", {}).items():
+            setattr(self, k, v)
+        self.step_count = int(state.get("step", 0))
+
+
+class SGD(Optimizer):
+    """SGD with optional momentum (PyTorch's definition, incl. dampening and Nesterov)."""
+
+    def __init__(self, params: Iterable[Parameter], lr: float = 0.01, momentum: float = 0.0, *,
+                 dampening: float = 0.0, nesterov: bool = False, **regularization: Any) -> None:
+        self.momentum = _nonneg("momentum", momentum)
+        self.dampening = _nonneg("dampening", dampening, upper=1.0)
+        if nesterov and (self.momentum == 0 or self.dampening != 0):
+            raise ValueError("nesterov needs momentum > 0 and dampening == 0")
+        self.nesterov = bool(nesterov)
+        super().__init__(params, lr, **regularization)
+
+    def active_buffers(self) -> tuple[str, ...]:
+        return ("momentum_buf",) if self.momentum else ()
+
+    def hyper(self) -> dict[str, Any]:
+        return {**super().hyper(), "momentum": self.momentum, "dampening": self.dampening, "nesterov": self.nesterov}
+
+    def _update(self, grad_scale: float) -> None:
+        a = self.arena
+        self.backend.sgd_(a.data, a.grad, self.state.get("momentum_buf"), lr=self.lr, momentum=self.momentum,
+                          dampening=self.dampening, nesterov=self.nesterov, first_step=self.step_count == 1,
+                          **self._regularization(grad_scale))
+
+
+class Adam(Optimizer):
+    """Adam with bias correction (PyTorch's definition); ``weight_decay`` here is decoupled (AdamW)."""
+
+    buffers = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, **regularization: Any) -> None:
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        self.betas = (_nonneg("beta1", betas[0], upper=1.0, upper_open=True),
+                      _nonneg("beta2", betas[1], upper=1.0, upper_open=True))
+        self.eps = _nonneg("eps", eps)
+        if self.eps == 0:
+            raise ValueError("eps must be > 0")
+        super().__init__(params, lr, **regularization)
+
+    def hyper(self) -> dict[str, Any]:
+        return {**super().hyper(), "betas": list(self.betas), "eps": self.eps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.betas = tuple(self.betas)
+
+    def _update(self, grad_scale: float) -> None:
+        a = self.arena
+        self.backend.adam_(a.data, a.grad, self.state["exp_avg"], self.state["exp_avg_sq"], lr=self.lr,
+                           beta1=self.betas[0], beta2=self.betas[1], eps=self.eps, step=self.step_count,
+                           **self._regularization(grad_scale))
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (default 1e-2, as PyTorch's AdamW)."""
+
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, **regularization: Any) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay=weight_decay, **regularization)
+
+
+class RMSprop(Optimizer):
+    """RMSprop with optional momentum and the centered variant (PyTorch's definition)."""
+
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, *,
+                 momentum: float = 0.0, centered: bool = False, **regularization: Any) -> None:
+        self.alpha = _nonneg("alpha", alpha, upper=1.0, upper_open=True)
+        self.eps = _nonneg("eps", eps)
+        self.momentum = _nonneg("momentum", momentum)
+        self.centered = bool(centered)
+        super().__init__(params, lr, **regularization)
+
+    def active_buffers(self) -> tuple[str, ...]:
+        return ("square_avg",) + (("momentum_buf",) if self.momentum else ()) + (("grad_avg",) if self.centered else ())
+
+    def hyper(self) -> dict[str, Any]:
+        return {**super().hyper(), "alpha": self.alpha, "eps": self.eps, "momentum": self.momentum,
+                "centered": self.centered}
+
+    def _update(self, grad_scale: float) -> None:
+        a = self.arena
+        self.backend.rmsprop_(a.data, a.grad, self.state["square_avg"], lr=self.lr, alpha=self.alpha, eps=self.eps,
+                              momentum=self.momentum, centered=self.centered,
+                              momentum_buf=self.state.get("momentum_buf"), grad_avg=self.state.get("grad_avg"),
+                              **self._regularization(grad_scale))
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}

@@ -1,0 +1,81 @@
+"""PNG plots with matplotlib's Agg backend (the optional "plot" extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise RuntimeError("plotting needs matplotlib: pip install 'gpudnn[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    path = Path(path)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def training_curves(history: Any, path: str | Path, title: str = "") -> Path:
+    """Loss and (when present) accuracy per epoch, training and validation."""
+    plt = _pyplot()
+    keys = history.keys()
+    panels = ["loss"] + (["accuracy"] if "accuracy" in keys else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+    epochs = np.arange(1, len(history.epochs) + 1)
+    for ax, metric in zip(axes[0], panels):
+        ax.plot(epochs, history[metric], marker="o", ms=3, label=f"train {metric}")
+        if f"val_{metric}" in keys:
+            ax.plot(epochs, history[f"val_{metric}"], marker="s", ms=3, label=f"validation {metric}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def scatter_2d(points: np.ndarray, labels: np.ndarray, path: str | Path, title: str, axis_names=("1", "2")) -> Path:
+    """A 2-D embedding coloured by class."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 5.4))
+    sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=9, alpha=0.8)
+    ax.legend(*sc.legend_elements(), title="class", loc="best", fontsize=8)
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def reconstructions(originals: np.ndarray, recons: np.ndarray, path: str | Path, title: str,
+                    image_shape: tuple[int, int] | None = None) -> Path:
+    """Originals (top row) above their reconstructions (bottom row); 1-D signals drawn as lines."""
+    plt = _pyplot()
+    n = len(originals)
+    fig, axes = plt.subplots(2, n, figsize=(1.3 * n, 3.0), squeeze=False)
+    for i in range(n):
+        for row, data in enumerate((originals, recons)):
+            ax = axes[row][i]
+            if image_shape is not None:
+                ax.imshow(data[i].reshape(image_shape), cmap="gray_r")
+            else:
+                ax.plot(data[i])
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0][0].set_ylabel("original")
+    axes[1][0].set_ylabel("reconstructed")
+    fig.suptitle(title)
+    return _save(fig, path)

@@ -1,0 +1,238 @@
+"""The training loop: ``fit``, ``evaluate``, ``predict`` and early stopping.
+
+``fit`` validates the data on the host, moves it to the backend once, then shuffles and slices
+batches there into reused buffers. Every step checks that the loss and the gradients are
+finite; a non-finite step stops training with the epoch and step (or is skipped, on request)
+before it can touch the parameters.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, TextIO
+
+import numpy as np
+
+from .losses import Loss
+from .model import Sequential
+from .optimizers import Optimizer
+from .progress import ProgressBar
+from .schedules import Schedule
+from .workspace import Workspace
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced a NaN or Inf loss or gradient."""
+
+
+@dataclass
+class History:
+    """Per-epoch metrics: ``history["loss"]``, ``history["val_accuracy"]``, ..."""
+
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+    best_epoch: int | None = None
+    skipped_steps: int = 0
+
+    def __getitem__(self, key: str) -> list[float]:
+        return [e[key] for e in self.epochs if key in e]
+
+    def keys(self) -> list[str]:
+        return list(dict.fromkeys(k for e in self.epochs for k in e))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "stopped_early": self.stopped_early, "best_epoch": self.best_epoch,
+                "skipped_steps": self.skipped_steps}
+
+
+class EarlyStopping:
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs;
+    optionally restore the best weights at the end."""
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+                 mode: str = "auto", restore_best: bool = True) -> None:
+        if patience < 0 or min_delta < 0:
+            raise ValueError("EarlyStopping needs patience >= 0 and min_delta >= 0")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        self.monitor, self.patience, self.min_delta, self.restore_best = monitor, patience, min_delta, restore_best
+        self.sign = -1.0 if (mode == "max" or (mode == "auto" and "acc" in monitor)) else 1.0
+        self.best = math.inf
+        self.best_epoch: int | None = None
+        self.best_state: dict[str, np.ndarray] | None = None
+        self.wait = 0
+
+    def update(self, epoch: int, metrics: dict[str, float], model: Sequential) -> bool:
+        """Record an epoch; True when training should stop."""
+        if self.monitor not in metrics:
+            raise ValueError(f"EarlyStopping monitors {self.monitor!r}, but the metrics are {sorted(metrics)} "
+                             "(pass validation_data to monitor val_* metrics)")
+        value = self.sign * metrics[self.monitor]
+        if value < self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best:
+                self.best_state = model.state_dict()
+            return False
+        self.wait += 1
+        return self.wait > self.patience
+
+
+def _host_features(name: str, X: Any, model: Sequential) -> np.ndarray:
+    X = np.asarray(X) if not model.backend.is_array(X) else model.backend.to_numpy(X)
+    if X.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must be numeric, got dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (samples, features), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} has no samples")
+    if model.in_features is not None and X.shape[1] != model.in_features:
+        raise ValueError(f"{name} has {X.shape[1]} features but the model expects {model.in_features}")
+    if not np.all(np.isfinite(X)):
+        bad = np.argwhere(~np.isfinite(X))[0]
+        raise ValueError(f"{name} contains NaN or Inf (first at row {bad[0]}, column {bad[1]})")
+    return X
+
+
+def prepare_data(model: Sequential, loss_fn: Loss, X: Any, y: Any, name: str = "X") -> tuple[Any, Any]:
+    """Validate features and targets on the host and move them to the model's backend once."""
+    Xh = _host_features(name, X, model)
+    y_name = "y" if name == "X" else name.replace("X", "y")
+    yh = np.asarray(y) if not model.backend.is_array(y) else model.backend.to_numpy(y)
+    if yh.ndim == 0 or len(yh) != len(Xh):
+        raise ValueError(f"{y_name} must have one target per sample: {name} has {len(Xh)} rows, {y_name} has "
+                         f"{yh.shape}")
+    try:
+        yh = loss_fn.check_targets(yh, model.out_features)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(str(exc).replace("y ", f"{y_name} ", 1) if y_name != "y" else str(exc)) from None
+    b, dtype = model.backend, model.parameters()[0].data.dtype
+    return b.asarray(Xh, dtype=dtype), b.asarray(yh, dtype=yh.dtype if yh.dtype.kind in "iu" else dtype)
+
+
+class _Metrics:
+    """Loss and accuracy summed on the device; read back once per progress update."""
+
+    def __init__(self, b: Any, loss_fn: Loss) -> None:
+        self.b, self.loss_fn, self.xp = b, loss_fn, b.xp
+        self.loss_sum = 0.0
+        self.correct = self.xp.zeros((), dtype=np.int64)
+        self.count = 0
+
+    def add(self, loss: float, logits: Any, targets: Any) -> None:
+        n = logits.shape[0]
+        self.loss_sum += loss * n
+        self.count += n
+        if self.loss_fn.classification:
+            if logits.shape[1] > 1 and targets.ndim == 1:
+                self.correct += (logits.argmax(axis=1) == targets).sum()
+            else:
+                self.correct += ((logits > 0) == (targets.reshape(logits.shape) > 0.5)).all(axis=1).sum()
+
+    def result(self, prefix: str = "") -> dict[str, float]:
+        out = {f"{prefix}loss": self.loss_sum / max(self.count, 1)}
+        if self.loss_fn.classification:
+            out[f"{prefix}accuracy"] = int(self.correct) / max(self.count, 1)
+        return out
+
+
+def _finite_step(b: Any, loss: Any, optimizer: Optimizer) -> tuple[float, bool]:
+    """(loss as float, whether loss and gradients are all finite) with one host sync."""
+    optimizer.arena.materialize_grads()
+    g = optimizer.arena.grad
+    loss_value, probe = (float(v) for v in b.to_numpy(b.xp.stack([loss.astype(g.dtype), g.sum()])))
+    if math.isfinite(loss_value) and math.isfinite(probe):
+        return loss_value, True
+    return loss_value, math.isfinite(loss_value) and bool(b.xp.isfinite(g).all())  # a huge sum is not a NaN
+
+
+def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, *, epochs: int = 10,
+        batch_size: int = 128, validation_data: tuple[Any, Any] | None = None, shuffle: bool = True,
+        progress: bool = True, schedule: Schedule | None = None, early_stopping: EarlyStopping | None = None,
+        on_nonfinite: str = "raise", initial_epoch: int = 0,
+        on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+        stream: TextIO | None = None) -> History:
+    """Train ``model`` on (X, y) with minibatches; returns the per-epoch History.
+
+    on_nonfinite: "raise" stops with NonFiniteError naming the epoch and step (parameters keep
+    their last finite values); "skip" drops the offending batch and goes on.
+    on_epoch_end(epoch, metrics) runs after each epoch (e.g. to save a checkpoint).
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if not isinstance(epochs, int) or epochs < 0 or not 0 <= initial_epoch <= epochs:
+        raise ValueError(f"epochs must be an int >= initial_epoch >= 0, got epochs={epochs!r}, "
+                         f"initial_epoch={initial_epoch!r}")
+    if on_nonfinite not in ("raise", "skip"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
+    b = model.backend
+    Xd, yd = prepare_data(model, loss_fn, X, y)
+    val = prepare_data(model, loss_fn, *validation_data, name="X_val") if validation_data is not None else None
+    n = Xd.shape[0]
+    steps_per_epoch = -(-n // batch_size)
+    ws, base_lr, history = Workspace(), optimizer.lr, History()
+    for epoch in range(initial_epoch, epochs):
+        order = b.permutation(n) if shuffle else b.xp.arange(n)
+        bar = ProgressBar(epoch + 1, epochs, n, stream=stream, enabled=progress)
+        metrics = _Metrics(b, loss_fn)
+        for step in range(steps_per_epoch):
+            idx = order[step * batch_size:(step + 1) * batch_size]
+            xb = b.xp.take(Xd, idx, axis=0, out=ws.get(b, "x", (len(idx),) + Xd.shape[1:], Xd.dtype))
+            yb = b.xp.take(yd, idx, axis=0, out=ws.get(b, "y", (len(idx),) + yd.shape[1:], yd.dtype))
+            if schedule is not None:
+                optimizer.lr = base_lr * schedule(epoch + step / steps_per_epoch)
+            logits = model.forward(xb, train=True)
+            loss, dlogits = loss_fn.forward_backward(logits, yb)
+            model.backward(dlogits)
+            loss_value, finite = _finite_step(b, loss + optimizer.penalty(), optimizer)
+            if not finite:
+                where = f"epoch {epoch + 1}, step {step + 1} of {steps_per_epoch}"
+                if on_nonfinite == "raise":
+                    raise NonFiniteError(f"non-finite loss or gradient at {where} (loss={loss_value}); "
+                                         "parameters keep their last finite values")
+                history.skipped_steps += 1
+                optimizer.zero_grad()
+                continue
+            optimizer.step()
+            optimizer.zero_grad()
+            metrics.add(loss_value, logits, yb)
+            bar.update(metrics.count, metrics.result())
+        result = {**metrics.result(), "lr": optimizer.lr}
+        if val is not None:
+            result.update(evaluate(model, loss_fn, *val, prepared=True, prefix="val_"))
+        bar.close(metrics.count, {k: v for k, v in result.items() if k != "lr"})
+        result["epoch_time"] = time.perf_counter() - bar.start
+        history.epochs.append(result)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, result)
+        if early_stopping is not None and early_stopping.update(epoch, result, model):
+            history.stopped_early = True
+            break
+    if early_stopping is not None:
+        history.best_epoch = early_stopping.best_epoch
+        if early_stopping.restore_best and early_stopping.best_state is not None:
+            model.load_state_dict(early_stopping.best_state)
+    return history
+
+
+def evaluate(model: Sequential, loss_fn: Loss, X: Any, y: Any, *, batch_size: int = 1024,
+             prepared: bool = False, prefix: str = "") -> dict[str, float]:
+    """Mean loss (and accuracy for classification losses) over (X, y), in inference mode."""
+    Xd, yd = (X, y) if prepared else prepare_data(model, loss_fn, X, y)
+    metrics = _Metrics(model.backend, loss_fn)
+    for start in range(0, Xd.shape[0], batch_size):
+        xb, yb = Xd[start:start + batch_size], yd[start:start + batch_size]
+        logits = model.forward(xb, train=False)
+        loss, _ = loss_fn.forward_backward(logits, yb)
+        metrics.add(float(loss), logits, yb)
+    return metrics.result(prefix)
+
+
+def predict(model: Sequential, X: Any, *, batch_size: int = 1024) -> np.ndarray:
+    """Model outputs for X (host NumPy), computed in inference mode batch by batch."""
+    Xh = _host_features("X", X, model)
+    b, dtype = model.backend, model.parameters()[0].data.dtype
+    outs = [b.to_numpy(model.forward(b.asarray(Xh[s:s + batch_size], dtype=dtype), train=False))
+            for s in range(0, len(Xh), batch_size)]
+    return np.concatenate(outs)

@@ -1,0 +1,154 @@
+"""Activation gradient + bias gradient: ``dz = dy * f'(z)`` and ``db = dz.sum(axis=0)`` in one pass.
+
+dy, saved: (n, m) float32/float64, same dtype, C-contiguous. ``saved`` is the output y = f(z) when
+``from_output`` (allowed for the activations in activations.FROM_OUTPUT: identity, relu, sigmoid,
+tanh), else the pre-activation z. Returns ``(dz, db)``: dz (n, m) and db (m,) in dy's dtype.
+``dz_out`` may be ``dy`` itself (in place); no other output may overlap an input.
+
+db is summed in float64 (CPU: per-column partial sums over blocks of rows, then added up; CUDA:
+per-thread partial sums, a shared-memory reduction per block, one atomic add per column and block),
+so it keeps float64-like accuracy for any n. The CUDA atomics make the float32 db's last bit depend
+on the order blocks finish.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+from numba import cuda, float64, njit
+
+from . import _common as c
+from .activations import FROM_OUTPUT, NAMES, activation_code, cpu_scalars, cuda_scalars, grad_from_output_ref, grad_ref
+
+_ROW_BLOCK = 256  # CPU: rows per float64 partial sum of db
+_TILE_X, _TILE_Y = 32, 8  # CUDA block: 32 columns (one warp per row, coalesced) x 8 rows
+_ROWS_PER_THREAD = 32  # CUDA: a block covers ~256 rows of its column strip before the grid repeats
+
+
+def _validate(dy: Any, saved: Any, activation: str | int, alpha: float, from_output: bool,
+              dz_out: Any, db_out: Any):
+    c.check_array("dy", dy, ndim=2)
+    c.check_array("saved", saved, shape=dy.shape, dtype=dy.dtype)
+    c.check_same_kind("dy", dy, saved=saved)
+    code = activation_code(activation)
+    if not isinstance(from_output, (bool, np.bool_)):
+        raise TypeError(f"from_output must be a bool, got {type(from_output).__name__}")
+    if from_output and code not in FROM_OUTPUT:
+        raise ValueError(
+            f"activation {NAMES[code]!r} cannot be differentiated from its output: keep the pre-activation z "
+            f"(bias_act's z_out) and pass it as saved with from_output=False")
+    alpha = c.check_finite_scalar("alpha", alpha)
+    dz_out = c.output("dz_out", dz_out, dy, dy.shape, dy.dtype, allow_same=(dy,), dy=dy, saved=saved)
+    db_out = c.output("db_out", db_out, dy, dy.shape[1:], dy.dtype, dy=dy, saved=saved, dz_out=dz_out)
+    return code, alpha, bool(from_output), dz_out, db_out
+
+
+def bias_act_backward_ref(dy: Any, saved: Any, activation: str | int = "relu", alpha: float = 0.0,
+                          from_output: bool = True, dz_out: Any = None, db_out: Any = None) -> tuple[Any, Any]:
+    """Reference in plain array code (NumPy or CuPy). Returns ``(dz_out, db_out)``."""
+    code, alpha, from_output, dz_out, db_out = _validate(dy, saved, activation, alpha, from_output, dz_out, db_out)
+    grad = grad_from_output_ref(saved, code) if from_output else grad_ref(saved, code, alpha)
+    dz_out[...] = dy * grad
+    db_out[...] = dz_out.sum(axis=0, dtype=np.float64)
+    return dz_out, db_out
+
+
+# --------------------------------------------------------------------------- CPU
+
+
+@functools.cache
+def _cpu_kernel(code: int, from_output: bool, dtype: Any):
+    _, grad_z, grad_y = cpu_scalars(dtype)
+    fprime = grad_y[code] if from_output else grad_z[code]
+
+    @njit(**c.NJIT_OPTIONS)
+    def kernel(dy, saved, alpha, dz, db):
+        n, m = dy.shape
+        total = np.zeros(m, np.float64)
+        partial = np.empty(m, np.float64)
+        for i0 in range(0, n, _ROW_BLOCK):
+            partial[:] = 0.0
+            for i in range(i0, min(i0 + _ROW_BLOCK, n)):
+                for j in range(m):
+                    g = dy[i, j] * fprime(saved[i, j], alpha)
+                    dz[i, j] = g
+                    partial[j] += g
+            for j in range(m):
+                total[j] += partial[j]
+        for j in range(m):
+            db[j] = total[j]
+
+    return kernel
+
+
+def bias_act_backward_cpu(dy: Any, saved: Any, activation: str | int = "relu", alpha: float = 0.0,
+                          from_output: bool = True, dz_out: Any = None, db_out: Any = None) -> tuple[Any, Any]:
+    """Numba CPU kernel (single-threaded). Returns ``(dz_out, db_out)``."""
+    code, alpha, from_output, dz_out, db_out = _validate(dy, saved, activation, alpha, from_output, dz_out, db_out)
+    if dy.size == 0:
+        db_out[...] = 0
+        return dz_out, db_out
+    _cpu_kernel(code, from_output, dy.dtype)(dy, saved, dy.dtype.type(alpha), dz_out, db_out)
+    return dz_out, db_out
+
+
+# --------------------------------------------------------------------------- CUDA
+
+
+@functools.cache
+def _cuda_kernel(code: int, from_output: bool, dtype: Any):
+    _, grad_z, grad_y = cuda_scalars(dtype)
+    fprime = grad_y[code] if from_output else grad_z[code]
+
+    @cuda.jit
+    def kernel(dy, saved, alpha, dz, db):
+        # Block (bx, by) walks column strips bx, bx + gridDim.x, ... and, in each, the rows
+        # by*TY + ty, stepping gridDim.y*TY: a warp reads 32 adjacent columns of one row.
+        n, m = dy.shape
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        partials = cuda.shared.array((_TILE_Y, _TILE_X), float64)
+        for j0 in range(cuda.blockIdx.x * _TILE_X, m, cuda.gridDim.x * _TILE_X):
+            j = j0 + tx
+            acc = 0.0
+            if j < m:
+                for i in range(cuda.blockIdx.y * _TILE_Y + ty, n, cuda.gridDim.y * _TILE_Y):
+                    g = dy[i, j] * fprime(saved[i, j], alpha)
+                    dz[i, j] = g
+                    acc += g
+            partials[ty, tx] = acc
+            cuda.syncthreads()
+            if ty == 0 and j < m:
+                for k in range(1, _TILE_Y):
+                    acc += partials[k, tx]
+                cuda.atomic.add(db, j, acc)
+            cuda.syncthreads()  # the strip's partials are read before the next strip writes them
+
+    return kernel
+
+
+def _grid(n: int, m: int) -> tuple[int, int]:
+    """Blocks along (columns, rows). Under the simulator 2 x 2 blocks walk everything by grid-stride."""
+    if c.simulator_enabled():
+        return 2, 2
+    strips = min((m + _TILE_X - 1) // _TILE_X, 65535)
+    chunks = min((n + _TILE_Y * _ROWS_PER_THREAD - 1) // (_TILE_Y * _ROWS_PER_THREAD), 65535)
+    return strips, chunks
+
+
+def bias_act_backward_cuda(dy: Any, saved: Any, activation: str | int = "relu", alpha: float = 0.0,
+                           from_output: bool = True, dz_out: Any = None,
+                           db_out: Any = None) -> tuple[Any, Any]:
+    """numba.cuda kernel on CuPy's current stream (NumPy arrays under the simulator). Returns ``(dz_out, db_out)``."""
+    code, alpha, from_output, dz_out, db_out = _validate(dy, saved, activation, alpha, from_output, dz_out, db_out)
+    db_out.fill(0)  # the kernel adds into db atomically
+    if dy.size == 0:
+        return dz_out, db_out
+    kernel = _cuda_kernel(code, from_output, dy.dtype)
+    # dz comes after dy: when they are one array, the simulator's copy-back of dz lands last.
+    args = c.cuda_args(dy, saved, dz_out, db_out)
+    kernel[_grid(*dy.shape), (_TILE_X, _TILE_Y), c.current_stream()](
+        args[0], args[1], dy.dtype.type(alpha), args[2], args[3])
+    return dz_out, db_out

@@ -1,0 +1,123 @@
+"""Backend selection, transfer, mixing rules, seeding, and the simulated CUDA dispatch path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import gpudnn
+from gpudnn.backend import BackendUnavailableError, backend, cupy_status, selection_reason
+from tests.support import HAVE_GPU, SIMULATOR, to_host
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"} | env
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=120)
+
+
+def test_import_touches_no_gpu_and_compiles_nothing():
+    out = _python("import sys, gpudnn; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+                  "('numba', 'cupy', 'numba_cuda', 'llvmlite')))")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_set_get_and_context_manager():
+    numpy_backend = gpudnn.set_backend("numpy")
+    assert gpudnn.get_backend() is numpy_backend and numpy_backend.name == "numpy"
+    assert selection_reason(numpy_backend) == "requested"
+    if SIMULATOR:
+        with gpudnn.use_backend("cudasim") as sim:
+            assert gpudnn.get_backend() is sim and sim.kernel_impl == "cuda"
+        assert gpudnn.get_backend() is numpy_backend
+
+
+def test_environment_variable_and_unknown_kind():
+    out = _python("import gpudnn; print(gpudnn.get_backend().name)", GPUDNN_BACKEND="numpy")
+    assert out.stdout.strip() == "numpy", out.stderr
+    with pytest.raises(ValueError, match="backend must be one of"):
+        gpudnn.set_backend("tpu")
+
+
+def test_auto_says_why():
+    chosen = backend("auto")
+    ok, why = cupy_status()
+    assert chosen.name == ("cupy" if ok else "numpy")
+    assert why in selection_reason(chosen)
+
+
+@pytest.mark.skipif(HAVE_GPU, reason="a usable GPU is present, so 'cupy' works here")
+def test_cupy_unavailable_names_the_cause():
+    with pytest.raises(BackendUnavailableError, match="backend 'cupy' is unavailable: .+"):
+        gpudnn.set_backend("cupy")
+
+
+def test_cudasim_needs_the_simulator():
+    out = _python("import gpudnn; gpudnn.set_backend('cudasim')", NUMBA_ENABLE_CUDASIM="0")
+    assert "needs NUMBA_ENABLE_CUDASIM=1" in out.stderr
+
+
+class _DeviceLike:
+    """Looks like a GPU array to a host backend."""
+    __cuda_array_interface__ = {"shape": (2, 2), "typestr": "<f4", "data": (0, False), "version": 3}
+
+
+def test_arrays_of_another_backend_are_refused():
+    b = backend("numpy")
+    with pytest.raises(TypeError, match="transfer it explicitly with backend.asarray"):
+        b.bias_act(_DeviceLike(), None)
+    with pytest.raises(TypeError, match="transfer it explicitly"):
+        b.matmul([[1.0]], b.zeros((1, 1)))
+
+
+def test_transfer_creation_and_matmul(rng):
+    b = backend("numpy")
+    host = rng.standard_normal((5, 3))
+    a = b.asarray(host, dtype=np.float32)
+    assert a.dtype == np.float32 and a.flags.c_contiguous
+    np.testing.assert_array_equal(b.to_numpy(a), host.astype(np.float32))
+    assert b.zeros((2, 3)).dtype == np.float32 and b.empty((4,), np.float64).dtype == np.float64
+    w = b.asarray(rng.standard_normal((5, 4)))
+    np.testing.assert_allclose(b.matmul(a.astype(np.float64), w, transpose_a=True), host.T @ b.to_numpy(w), rtol=1e-6)
+    out = b.empty((3, 3), np.float64)
+    assert b.matmul(a.astype(np.float64), a.astype(np.float64), out=out, transpose_a=True) is out
+    with pytest.raises(ValueError, match="matmul shapes do not match"):
+        b.matmul(a, a)
+
+
+def test_seed_reproduces_every_generator():
+    gpudnn.seed(123)
+    b = backend("numpy")
+    first = (b.rng.standard_normal(4), b.next_seed())
+    gpudnn.seed(123)
+    second = (b.rng.standard_normal(4), b.next_seed())
+    np.testing.assert_array_equal(first[0], second[0])
+    assert first[1] == second[1]
+    with pytest.raises(ValueError, match="seed must be"):
+        gpudnn.seed(-1)
+
+
+@pytest.mark.skipif(not SIMULATOR, reason="the simulated CUDA backend needs NUMBA_ENABLE_CUDASIM=1")
+def test_simulated_cuda_dispatch_matches_numpy_backend(rng):
+    x = rng.standard_normal((9, 17)).astype(np.float32)
+    bias = rng.standard_normal(17).astype(np.float32)
+    cpu, sim = backend("numpy"), backend("cudasim")
+    before = sim.launches
+    np.testing.assert_allclose(sim.bias_act(x, bias, "tanh"), cpu.bias_act(x, bias, "tanh"), rtol=1e-6, atol=1e-7)
+    assert sim.launches == before + 1
+
+
+@pytest.mark.gpu
+def test_cupy_backend_runs_kernels_on_gpu(rng):
+    b = backend("cupy")
+    x = rng.standard_normal((300, 257)).astype(np.float32)
+    bias = rng.standard_normal(257).astype(np.float32)
+    y = b.bias_act(b.asarray(x), b.asarray(bias), "relu")
+    assert not isinstance(y, np.ndarray)
+    np.testing.assert_allclose(to_host(y), np.maximum(x + bias, 0), rtol=1e-6)
+    with pytest.raises(TypeError, match="transfer it explicitly"):
+        b.bias_act(x, None)
