@@ -12,19 +12,22 @@ from .backend import (
     set_backend,
     use_backend,
 )
+from .autoencoder import Autoencoder
+from .backend import free_memory
 from .io import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .layers import Activation, Dense, Dropout, Layer
 from .losses import BinaryCrossEntropy, MSELoss, SoftmaxCrossEntropy
 from .model import Sequential
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 from .parameter import Parameter
+from .pca import PCA
 from .schedules import Constant, Cosine, StepDecay, WarmUp
-from .train import EarlyStopping, History, NonFiniteError, evaluate, fit, predict
+from .train import DeviceMemoryError, EarlyStopping, History, NonFiniteError, evaluate, fit, predict
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Activation", "Adam", "AdamW", "Backend", "BackendUnavailableError", "BinaryCrossEntropy", "Checkpoint",
+    "Activation", "Adam", "AdamW", "Autoencoder", "DeviceMemoryError", "PCA", "free_memory", "Backend", "BackendUnavailableError", "BinaryCrossEntropy", "Checkpoint",
     "CheckpointError", "Constant", "Cosine", "Dense", "Dropout", "EarlyStopping", "History", "Layer", "MSELoss",
     "NonFiniteError", "Optimizer", "Parameter", "RMSprop", "SGD", "Sequential", "SoftmaxCrossEntropy", "StepDecay",
     "WarmUp", "evaluate", "fit", "get_backend", "load_checkpoint", "predict", "save_checkpoint", "seed",

@@ -71,6 +71,13 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     run_suite(args.suite, quick=args.quick, json_path=args.json)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the usage text stays behind --help)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -86,7 +93,7 @@ def _nonneg_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gpudnn", description="Deep learning on NumPy/CuPy with fused Numba kernels.")
+    parser = _Parser(prog="gpudnn", description="Deep learning on NumPy/CuPy with fused Numba kernels.")
     parser.add_argument("--backend", choices=KINDS, default=None, help="array backend (default: $GPUDNN_BACKEND or auto)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -8,6 +8,7 @@ before it can touch the parameters.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,10 @@ from .workspace import Workspace
 
 class NonFiniteError(FloatingPointError):
     """Training produced a NaN or Inf loss or gradient."""
+
+
+class DeviceMemoryError(MemoryError):
+    """The backend ran out of memory during training."""
 
 
 @dataclass
@@ -147,6 +152,25 @@ def _finite_step(b: Any, loss: Any, optimizer: Optimizer) -> tuple[float, bool]:
     return loss_value, math.isfinite(loss_value) and bool(b.xp.isfinite(g).all())  # a huge sum is not a NaN
 
 
+def _explain_out_of_memory(fn: Callable[..., History]) -> Callable[..., History]:
+    """Turn a backend's out-of-memory error inside ``fit`` into one that suggests a smaller batch."""
+
+    @functools.wraps(fn)
+    def wrapper(model: Sequential, *args: Any, **kwargs: Any) -> History:
+        try:
+            return fn(model, *args, **kwargs)
+        except Exception as exc:
+            if not model.backend.is_out_of_memory(exc):
+                raise
+            raise DeviceMemoryError(
+                f"out of {model.backend.name} memory while training with batch_size={kwargs.get('batch_size', 128)}: "
+                f"try a smaller batch size (gpudnn.backend.free_memory() releases cached blocks); cause: {exc}"
+            ) from exc
+
+    return wrapper
+
+
+@_explain_out_of_memory
 def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, *, epochs: int = 10,
         batch_size: int = 128, validation_data: tuple[Any, Any] | None = None, shuffle: bool = True,
         progress: bool = True, schedule: Schedule | None = None, early_stopping: EarlyStopping | None = None,
@@ -158,6 +182,8 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
     on_nonfinite: "raise" stops with NonFiniteError naming the epoch and step (parameters keep
     their last finite values); "skip" drops the offending batch and goes on.
     on_epoch_end(epoch, metrics) runs after each epoch (e.g. to save a checkpoint).
+    The training loss includes the optimizer's L1/L2 penalty (see optimizers); the validation
+    loss is the data loss alone. Running out of (GPU) memory raises DeviceMemoryError.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -172,6 +198,7 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
     n = Xd.shape[0]
     steps_per_epoch = -(-n // batch_size)
     ws, base_lr, history = Workspace(), optimizer.lr, History()
+    optimizer.zero_grad()  # gradients left from before fit must not leak into the first step
     for epoch in range(initial_epoch, epochs):
         order = b.permutation(n) if shuffle else b.xp.arange(n)
         bar = ProgressBar(epoch + 1, epochs, n, stream=stream, enabled=progress)
@@ -188,11 +215,11 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
             loss_value, finite = _finite_step(b, loss + optimizer.penalty(), optimizer)
             if not finite:
                 where = f"epoch {epoch + 1}, step {step + 1} of {steps_per_epoch}"
+                optimizer.zero_grad()
                 if on_nonfinite == "raise":
                     raise NonFiniteError(f"non-finite loss or gradient at {where} (loss={loss_value}); "
                                          "parameters keep their last finite values")
                 history.skipped_steps += 1
-                optimizer.zero_grad()
                 continue
             optimizer.step()
             optimizer.zero_grad()

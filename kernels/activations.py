@@ -6,11 +6,12 @@ Every scalar function takes ``(value, alpha)`` so a kernel can call any of them 
 ``numba.njit`` for the CPU kernels and by ``numba.cuda.jit(device=True)`` for the CUDA kernels.
 Its constants carry the dtype, so float32 kernels compute in float32 (a float64 literal would
 promote every operation). Float32 CPU kernels use polynomial exp/tanh/erfc that LLVM vectorises
-(``math.exp`` is a scalar libm call); float64 and CUDA use the math library.
+(``math.exp`` is a scalar libm call; softplus's log1p still is one); float64 and CUDA use the math
+library.
 
 The formulas are the numerically stable ones, finite and accurate for any finite input (tested
-to |z| = 1e4 in float32 and float64, no overflow warnings), and NaN propagates through every
-function and derivative:
+to |z| = 1e30 in float32 and float64, with no overflow warnings), and NaN propagates through every
+function and derivative (identity's derivative excepted: it never reads z):
 
     sigmoid(z) = 1/(1+e) for z >= 0, e/(1+e) otherwise, with e = exp(-|z|);  sigmoid' = e/(1+e)^2
     tanh'(z)   = 4e/(1+e)^2 with e = exp(-2|z|)
@@ -52,9 +53,10 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _GELU_C = 0.044715
-# gelu_tanh evaluates its cubic at z clamped to +-1e3: beyond, sigmoid(2u) is exactly 0 or 1 in
-# float64, and the clamp keeps z^3 and z^2 finite for any finite z.
-_GELU_TANH_CLAMP = 1e3
+# gelu_tanh's cubic and gelu's Gaussian are evaluated at z clamped to +-1e3: beyond, sigmoid(2u) is
+# exactly 0 or 1 and exp(-z^2/2) exactly 0 even in float64, and the clamp keeps z^3 and z^2 finite
+# for any finite z (no inf * 0).
+_CLAMP = 1e3
 
 
 def activation_code(activation: str | int | None) -> int:
@@ -80,7 +82,7 @@ def _build(jit: Callable, dtype: Any, exp: Callable, tanh: Callable, erfc: Calla
     INV_SQRT_2, INV_SQRT_2PI = F(_INV_SQRT_2), F(_INV_SQRT_2PI)
     # 2u = 2 sqrt(2/pi) (z + c z^3) and its derivative 2 sqrt(2/pi) (1 + 3c z^2)
     U1, U3, DU3 = F(2 * _SQRT_2_OVER_PI), F(2 * _SQRT_2_OVER_PI * _GELU_C), F(6 * _SQRT_2_OVER_PI * _GELU_C)
-    CLAMP = F(_GELU_TANH_CLAMP)
+    CLAMP = F(_CLAMP)
 
     @jit
     def sigmoid_and_slope(z):
@@ -90,9 +92,13 @@ def _build(jit: Callable, dtype: Any, exp: Callable, tanh: Callable, erfc: Calla
         return (r if z >= ZERO else e * r), e * r * r
 
     @jit
+    def clamp(z):
+        return math.copysign(CLAMP, z) if abs(z) > CLAMP else z  # NaN passes
+
+    @jit
     def gelu_tanh_parts(z):
-        """(z clamped to +-CLAMP, 2u at the clamped z); NaN passes the clamp."""
-        zc = math.copysign(CLAMP, z) if abs(z) > CLAMP else z
+        """(z clamped to +-CLAMP, 2u at the clamped z)."""
+        zc = clamp(z)
         return zc, (U1 + U3 * zc * zc) * zc
 
     @jit
@@ -161,7 +167,8 @@ def _build(jit: Callable, dtype: Any, exp: Callable, tanh: Callable, erfc: Calla
 
     @jit
     def d_gelu(z, alpha):
-        return HALF * erfc(-z * INV_SQRT_2) + z * INV_SQRT_2PI * exp(-HALF * z * z)
+        zc = clamp(z)
+        return HALF * erfc(-z * INV_SQRT_2) + zc * INV_SQRT_2PI * exp(-HALF * zc * zc)
 
     @jit
     def d_silu(z, alpha):
@@ -305,7 +312,8 @@ def grad_ref(z: Any, code: int, alpha: float = 0.0) -> Any:
         s, ds = _sigmoid_ref(u2)
         g = s + zc * ds * 2 * _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * zc * zc)
     elif code == GELU:
-        g = 0.5 * _erfc(xp, -z * _INV_SQRT_2) + z * _INV_SQRT_2PI * xp.exp(-0.5 * z * z)
+        zc = xp.clip(z, -_CLAMP, _CLAMP)
+        g = 0.5 * _erfc(xp, -z * _INV_SQRT_2) + zc * _INV_SQRT_2PI * xp.exp(-0.5 * zc * zc)
     elif code == SILU:
         s, ds = _sigmoid_ref(z)
         g = s + z * ds
@@ -347,7 +355,7 @@ def _gelu_tanh_ref(z: Any) -> tuple[Any, Any]:
     """(z clamped to +-1e3, 2u = 2 sqrt(2/pi) (zc + 0.044715 zc^3))."""
     from ._common import array_module
 
-    zc = array_module(z).clip(z, -_GELU_TANH_CLAMP, _GELU_TANH_CLAMP)
+    zc = array_module(z).clip(z, -_CLAMP, _CLAMP)
     return zc, 2 * _SQRT_2_OVER_PI * (zc + _GELU_C * zc * zc * zc)
 
 

@@ -23,7 +23,6 @@ from . import _common as c
 from .activations import FROM_OUTPUT, NAMES, activation_code, cpu_scalars, cuda_scalars, grad_from_output_ref, grad_ref
 
 _ROW_BLOCK = 256  # CPU: rows per float64 partial sum of db
-_TILE_X, _TILE_Y = 32, 8  # CUDA block: 32 columns (one warp per row, coalesced) x 8 rows
 _ROWS_PER_THREAD = 32  # CUDA: a block covers ~256 rows of its column strip before the grid repeats
 
 
@@ -59,28 +58,33 @@ def bias_act_backward_ref(dy: Any, saved: Any, activation: str | int = "relu", a
 
 
 @functools.cache
-def _cpu_kernel(code: int, from_output: bool, dtype: Any):
+def _cpu_kernel(code: int, from_output: bool, dtype: Any, in_place: bool):
     _, grad_z, grad_y = cpu_scalars(dtype)
     fprime = grad_y[code] if from_output else grad_z[code]
 
-    @njit(**c.NJIT_OPTIONS)
-    def kernel(dy, saved, alpha, dz, db):
+    @njit(inline="always")
+    def body(dy, saved, alpha, dz, db):
         n, m = dy.shape
         total = np.zeros(m, np.float64)
         partial = np.empty(m, np.float64)
         for i0 in range(0, n, _ROW_BLOCK):
             partial[:] = 0.0
             for i in range(i0, min(i0 + _ROW_BLOCK, n)):
+                grad, s, d = dy[i], saved[i], dz[i]
                 for j in range(m):
-                    g = dy[i, j] * fprime(saved[i, j], alpha)
-                    dz[i, j] = g
+                    g = grad[j] * fprime(s[j], alpha)
+                    d[j] = g
                     partial[j] += g
             for j in range(m):
                 total[j] += partial[j]
         for j in range(m):
             db[j] = total[j]
 
-    return kernel
+    # In place, dy is bound to both roles: as two arguments LLVM's runtime overlap check would
+    # fail and the loop would run scalar.
+    if in_place:
+        return njit(**c.NJIT_OPTIONS)(lambda dy, saved, alpha, dz, db: body(dy, saved, alpha, dy, db))
+    return njit(**c.NJIT_OPTIONS)(lambda dy, saved, alpha, dz, db: body(dy, saved, alpha, dz, db))
 
 
 def bias_act_backward_cpu(dy: Any, saved: Any, activation: str | int = "relu", alpha: float = 0.0,
@@ -90,38 +94,48 @@ def bias_act_backward_cpu(dy: Any, saved: Any, activation: str | int = "relu", a
     if dy.size == 0:
         db_out[...] = 0
         return dz_out, db_out
-    _cpu_kernel(code, from_output, dy.dtype)(dy, saved, dy.dtype.type(alpha), dz_out, db_out)
+    _cpu_kernel(code, from_output, dy.dtype, dz_out is dy)(dy, saved, dy.dtype.type(alpha), dz_out, db_out)
     return dz_out, db_out
 
 
 # --------------------------------------------------------------------------- CUDA
 
 
+def _tile() -> tuple[int, int]:
+    """CUDA block shape (columns, rows): a warp reads 32 adjacent columns of one row (coalesced).
+
+    The simulator runs every thread as a Python thread, so there a smaller tile (same code) keeps
+    the tests quick while still covering several blocks in both grid dimensions.
+    """
+    return (8, 4) if c.simulator_enabled() else (32, 8)
+
+
 @functools.cache
-def _cuda_kernel(code: int, from_output: bool, dtype: Any):
+def _cuda_kernel(code: int, from_output: bool, dtype: Any, tile: tuple[int, int]):
     _, grad_z, grad_y = cuda_scalars(dtype)
     fprime = grad_y[code] if from_output else grad_z[code]
+    TX, TY = tile
 
     @cuda.jit
     def kernel(dy, saved, alpha, dz, db):
         # Block (bx, by) walks column strips bx, bx + gridDim.x, ... and, in each, the rows
-        # by*TY + ty, stepping gridDim.y*TY: a warp reads 32 adjacent columns of one row.
+        # by*TY + ty, by*TY + ty + gridDim.y*TY, ...
         n, m = dy.shape
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
-        partials = cuda.shared.array((_TILE_Y, _TILE_X), float64)
-        for j0 in range(cuda.blockIdx.x * _TILE_X, m, cuda.gridDim.x * _TILE_X):
+        partials = cuda.shared.array((TY, TX), float64)
+        for j0 in range(cuda.blockIdx.x * TX, m, cuda.gridDim.x * TX):
             j = j0 + tx
             acc = 0.0
             if j < m:
-                for i in range(cuda.blockIdx.y * _TILE_Y + ty, n, cuda.gridDim.y * _TILE_Y):
+                for i in range(cuda.blockIdx.y * TY + ty, n, cuda.gridDim.y * TY):
                     g = dy[i, j] * fprime(saved[i, j], alpha)
                     dz[i, j] = g
                     acc += g
             partials[ty, tx] = acc
             cuda.syncthreads()
             if ty == 0 and j < m:
-                for k in range(1, _TILE_Y):
+                for k in range(1, TY):
                     acc += partials[k, tx]
                 cuda.atomic.add(db, j, acc)
             cuda.syncthreads()  # the strip's partials are read before the next strip writes them
@@ -129,12 +143,12 @@ def _cuda_kernel(code: int, from_output: bool, dtype: Any):
     return kernel
 
 
-def _grid(n: int, m: int) -> tuple[int, int]:
+def _grid(n: int, m: int, tile: tuple[int, int]) -> tuple[int, int]:
     """Blocks along (columns, rows). Under the simulator 2 x 2 blocks walk everything by grid-stride."""
     if c.simulator_enabled():
         return 2, 2
-    strips = min((m + _TILE_X - 1) // _TILE_X, 65535)
-    chunks = min((n + _TILE_Y * _ROWS_PER_THREAD - 1) // (_TILE_Y * _ROWS_PER_THREAD), 65535)
+    strips = min((m + tile[0] - 1) // tile[0], 65535)
+    chunks = min((n + tile[1] * _ROWS_PER_THREAD - 1) // (tile[1] * _ROWS_PER_THREAD), 65535)
     return strips, chunks
 
 
@@ -146,9 +160,10 @@ def bias_act_backward_cuda(dy: Any, saved: Any, activation: str | int = "relu", 
     db_out.fill(0)  # the kernel adds into db atomically
     if dy.size == 0:
         return dz_out, db_out
-    kernel = _cuda_kernel(code, from_output, dy.dtype)
+    tile = _tile()
+    kernel = _cuda_kernel(code, from_output, dy.dtype, tile)
     # dz comes after dy: when they are one array, the simulator's copy-back of dz lands last.
     args = c.cuda_args(dy, saved, dz_out, db_out)
-    kernel[_grid(*dy.shape), (_TILE_X, _TILE_Y), c.current_stream()](
+    kernel[_grid(*dy.shape, tile), tile, c.current_stream()](
         args[0], args[1], dy.dtype.type(alpha), args[2], args[3])
     return dz_out, db_out

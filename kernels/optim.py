@@ -11,22 +11,25 @@ Every optimizer first forms the regularised gradient and applies decoupled weigh
     g = grad_scale * grad + l2 * p + l1 * sign(p)      (grad_scale: e.g. global-norm clipping)
     p = p * (1 - lr * weight_decay)                     (decoupled weight decay, AdamW-style; 0 = off)
 
+and then its own rule, PyTorch's definition (see sgd__ref, adam__ref, rmsprop__ref).
+
 Each op comes three ways with one signature: ``<op>_ref`` (NumPy/CuPy expressions),
 ``<op>_cpu`` (single-threaded Numba kernel, one pass) and ``<op>_cuda`` (one grid-stride
 numba.cuda launch on CuPy's current stream). The op names end in ``_`` (in place), hence
-``adam__cpu``. The per-element maths is written once and compiled for both CPU and CUDA.
+``adam__cpu``. The maths lives in kernels.optim_math: the reference expressions, and one
+per-element update compiled for both the CPU and the GPU.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 import math
 from typing import Any, Callable, NamedTuple
 
-from numba import cuda, njit
+import numpy as np
 
 from . import _common as c
+from . import optim_math as m
 
 
 class _Plan(NamedTuple):
@@ -35,7 +38,18 @@ class _Plan(NamedTuple):
     optimizer: str  # "sgd" | "adam" | "rmsprop"
     flags: tuple[bool, ...]
     arrays: tuple[Any, ...]  # param, grad, then the state arrays in use
-    scalars: tuple[float, ...]  # grad_scale, l2, l1, decay, then the optimizer's own
+    scalars: tuple[Any, ...]  # grad_scale, l2, l1, decay, then the optimizer's own; of the arrays' dtype
+
+
+def _plan(optimizer: str, flags: tuple[bool, ...], arrays: tuple[Any, ...], scalars: tuple[float, ...]) -> _Plan:
+    """The plan with its host scalars cast to the arrays' dtype (so float32 maths stays float32),
+    where they must still be finite (lr = 1e39 is a finite float64 but no float32)."""
+    dtype = arrays[0].dtype
+    with np.errstate(over="ignore"):
+        typed = tuple(dtype.type(s) for s in scalars)
+    if not all(math.isfinite(s) for s in typed):
+        raise ValueError(f"the hyper-parameters overflow {dtype} (step scalars {scalars})")
+    return _Plan(optimizer, flags, arrays, typed)
 
 
 # --------------------------------------------------------------------------- validation
@@ -71,14 +85,19 @@ def _regularization(lr: float, l1: float, l2: float, weight_decay: float, grad_s
 def _sgd(param: Any, grad: Any, momentum_buf: Any, *, lr: float, momentum: float = 0.0, dampening: float = 0.0,
          nesterov: bool = False, first_step: bool = False, l1: float = 0.0, l2: float = 0.0,
          weight_decay: float = 0.0, grad_scale: float = 1.0) -> _Plan:
-    """SGD with momentum, in place (PyTorch's torch.optim.SGD, plus l1, grad_scale, decoupled decay).
+    """SGD step (torch.optim.SGD, plus l1, grad_scale and decoupled weight decay), in place.
 
-    g as above; p = p * (1 - lr * weight_decay); then
-    if momentum: buf = g if first_step else momentum*buf + (1-dampening)*g; d = g + momentum*buf if nesterov else buf
-    else: d = g
-    p -= lr * d
-    ``momentum_buf`` is updated in place; it may be None (and is ignored) only when momentum == 0.
-    ``first_step`` starts the buffer from g without reading it. nesterov needs momentum > 0, dampening == 0.
+        g = grad_scale * grad + l2 * p + l1 * sign(p)
+        p = p * (1 - lr * weight_decay)            (decoupled weight decay, AdamW-style; 0 = off)
+        if momentum: buf = g if first_step else momentum*buf + (1-dampening)*g
+                     d = g + momentum*buf if nesterov else buf
+        else:        d = g
+        p -= lr * d
+
+    param, grad, momentum_buf (buf): 1-D, C-contiguous, one float dtype and length, no shared
+    memory; param and momentum_buf are updated in place. momentum_buf may be None (it is then
+    ignored) only when momentum == 0; ``first_step`` sets it from g without reading it.
+    nesterov requires momentum > 0 and dampening == 0.
     """
     lr = c.check_finite_scalar("lr", lr, low=0)
     momentum = c.check_finite_scalar("momentum", momentum, low=0)
@@ -91,18 +110,22 @@ def _sgd(param: Any, grad: Any, momentum_buf: Any, *, lr: float, momentum: float
     state = {"momentum_buf": momentum_buf} if use_buf else {}
     flags = (use_buf, use_buf and bool(nesterov), use_buf and bool(first_step))
     scalars = _regularization(lr, l1, l2, weight_decay, grad_scale) + (lr, momentum, 1.0 - dampening)
-    return _Plan("sgd", flags, _arrays(param, grad, **state), scalars)
+    return _plan("sgd", flags, _arrays(param, grad, **state), scalars)
 
 
 def _adam(param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, *, lr: float, step: int, beta1: float = 0.9,
           beta2: float = 0.999, eps: float = 1e-8, l1: float = 0.0, l2: float = 0.0, weight_decay: float = 0.0,
           grad_scale: float = 1.0) -> _Plan:
-    """Adam / AdamW, in place (PyTorch's non-amsgrad torch.optim.Adam; AdamW = weight_decay > 0 here).
+    """Adam / AdamW step (torch.optim.Adam without amsgrad; AdamW = weight_decay > 0), in place.
 
-    g as above; p = p * (1 - lr * weight_decay); then
-    m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2   (m: exp_avg, v: exp_avg_sq, updated in place)
-    p -= (lr / (1 - b1^step)) * m / (sqrt(v) / sqrt(1 - b2^step) + eps)
-    ``step`` counts from 1 (the step being taken).
+        g = grad_scale * grad + l2 * p + l1 * sign(p)
+        p = p * (1 - lr * weight_decay)            (decoupled weight decay, AdamW-style; 0 = off)
+        m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
+        p -= (lr / (1 - b1^step)) * m / (sqrt(v) / sqrt(1 - b2^step) + eps)
+
+    b1, b2 = beta1, beta2; m = exp_avg, v = exp_avg_sq. param, grad, exp_avg, exp_avg_sq: 1-D,
+    C-contiguous, one float dtype and length, no shared memory; param, exp_avg and exp_avg_sq are
+    updated in place. ``step`` is the number of this step, counting from 1.
     """
     lr = c.check_finite_scalar("lr", lr, low=0)
     beta1 = c.check_finite_scalar("beta1", beta1, low=0, high=1, high_open=True)
@@ -115,21 +138,27 @@ def _adam(param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, *, lr: float, st
     inv_bias2_sqrt = 1.0 / math.sqrt(1.0 - beta2**step)
     scalars = _regularization(lr, l1, l2, weight_decay, grad_scale) + (
         step_size, beta1, 1.0 - beta1, beta2, 1.0 - beta2, inv_bias2_sqrt, eps)
-    return _Plan("adam", (), _arrays(param, grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq), scalars)
+    return _plan("adam", (), _arrays(param, grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq), scalars)
 
 
 def _rmsprop(param: Any, grad: Any, square_avg: Any, *, lr: float, alpha: float = 0.99, eps: float = 1e-8,
              momentum: float = 0.0, centered: bool = False, momentum_buf: Any = None, grad_avg: Any = None,
              l1: float = 0.0, l2: float = 0.0, weight_decay: float = 0.0, grad_scale: float = 1.0) -> _Plan:
-    """RMSprop, in place (PyTorch's torch.optim.RMSprop, plus l1, grad_scale, decoupled decay).
+    """RMSprop step (torch.optim.RMSprop, plus l1, grad_scale and decoupled weight decay), in place.
 
-    g as above; p = p * (1 - lr * weight_decay); then
-    sq = alpha sq + (1-alpha) g^2
-    if centered: ga = alpha ga + (1-alpha) g; avg = sqrt(sq - ga^2) + eps, else avg = sqrt(sq) + eps
-    if momentum > 0: buf = momentum buf + g / avg; p -= lr buf, else p -= lr g / avg
-    (sq: square_avg, ga: grad_avg, buf: momentum_buf, all updated in place; momentum_buf is required
-    iff momentum > 0, grad_avg iff centered, and ignored otherwise. sq - ga^2 >= 0 in exact
-    arithmetic; the kernels take its absolute value so that rounding cannot turn it into a NaN.)
+        g = grad_scale * grad + l2 * p + l1 * sign(p)
+        p = p * (1 - lr * weight_decay)            (decoupled weight decay, AdamW-style; 0 = off)
+        sq = alpha sq + (1-alpha) g^2
+        if centered: ga = alpha ga + (1-alpha) g;  avg = sqrt(sq - ga^2) + eps
+        else:        avg = sqrt(sq) + eps
+        if momentum > 0: buf = momentum buf + g / avg;  p -= lr buf
+        else:            p -= lr g / avg
+
+    sq = square_avg, ga = grad_avg, buf = momentum_buf. All arrays: 1-D, C-contiguous, one float
+    dtype and length, no shared memory; param and the state arrays are updated in place.
+    momentum_buf is required iff momentum > 0, grad_avg iff centered (otherwise ignored).
+    sq - ga^2 >= 0 in exact arithmetic; its absolute value is taken so that rounding cannot make
+    the square root NaN (a NaN input still propagates).
     """
     lr = c.check_finite_scalar("lr", lr, low=0)
     alpha = c.check_finite_scalar("alpha", alpha, low=0, high=1, high_open=True)
@@ -146,197 +175,28 @@ def _rmsprop(param: Any, grad: Any, square_avg: Any, *, lr: float, alpha: float 
     if use_buf:
         state["momentum_buf"] = momentum_buf
     scalars = _regularization(lr, l1, l2, weight_decay, grad_scale) + (lr, alpha, 1.0 - alpha, eps, momentum)
-    return _Plan("rmsprop", (centered, use_buf), _arrays(param, grad, **state), scalars)
-
-
-# --------------------------------------------------------------------------- references
-
-
-def _regularized_ref(p: Any, grad: Any, grad_scale: float, l2: float, l1: float) -> Any:
-    return grad_scale * grad + l2 * p + l1 * c.array_module(p).sign(p)
-
-
-def _sgd_ref(flags: tuple[bool, ...], arrays: tuple[Any, ...], h: tuple[float, ...]) -> None:
-    use_buf, nesterov, first = flags
-    grad_scale, l2, l1, decay, lr, momentum, undamped = h
-    p, grad = arrays[:2]
-    g = _regularized_ref(p, grad, grad_scale, l2, l1)
-    d = g
-    if use_buf:
-        buf = arrays[2]
-        buf[...] = g if first else momentum * buf + undamped * g
-        d = g + momentum * buf if nesterov else buf
-    p *= decay
-    p -= lr * d
-
-
-def _adam_ref(flags: tuple[bool, ...], arrays: tuple[Any, ...], h: tuple[float, ...]) -> None:
-    grad_scale, l2, l1, decay, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_bias2_sqrt, eps = h
-    p, grad, m, v = arrays
-    g = _regularized_ref(p, grad, grad_scale, l2, l1)
-    m[...] = beta1 * m + one_minus_beta1 * g
-    v[...] = beta2 * v + one_minus_beta2 * g * g
-    p *= decay
-    p -= step_size * m / (c.array_module(p).sqrt(v) * inv_bias2_sqrt + eps)
-
-
-def _rmsprop_ref(flags: tuple[bool, ...], arrays: tuple[Any, ...], h: tuple[float, ...]) -> None:
-    centered, use_buf = flags
-    grad_scale, l2, l1, decay, lr, alpha, one_minus_alpha, eps, momentum = h
-    xp = c.array_module(arrays[0])
-    p, grad, sq = arrays[:3]
-    g = _regularized_ref(p, grad, grad_scale, l2, l1)
-    sq[...] = alpha * sq + one_minus_alpha * g * g
-    if centered:
-        ga = arrays[3]
-        ga[...] = alpha * ga + one_minus_alpha * g
-        avg = xp.sqrt(xp.abs(sq - ga * ga)) + eps
-    else:
-        avg = xp.sqrt(sq) + eps
-    d = g / avg
-    if use_buf:
-        buf = arrays[-1]
-        buf[...] = momentum * buf + d
-        d = buf
-    p *= decay
-    p -= lr * d
-
-
-# --------------------------------------------------------------------------- per-element kernels
-# One scalar update per optimizer, compiled by ``jit`` for the CPU (njit) or the GPU (device
-# function). The flags are closure constants, so Numba prunes the branches they switch off.
-# Every scalar in ``h`` arrives typed to the array dtype: float32 maths stays float32.
-
-
-def _regularized(jit: Callable) -> Callable:
-    @jit
-    def regularized(p, grad, grad_scale, l2, l1):
-        g = grad_scale * grad + l2 * p
-        if p > 0:
-            g += l1
-        elif p < 0:
-            g -= l1
-        return g
-
-    return regularized
-
-
-def _sgd_element(jit: Callable, use_buf: bool, nesterov: bool, first: bool) -> Callable:
-    regularized = _regularized(jit)
-
-    @jit
-    def element(i, arrays, h):
-        grad_scale, l2, l1, decay, lr, momentum, undamped = h
-        p = arrays[0][i]
-        g = regularized(p, arrays[1][i], grad_scale, l2, l1)
-        d = g
-        if use_buf:
-            buf = g if first else momentum * arrays[2][i] + undamped * g
-            arrays[2][i] = buf
-            d = g + momentum * buf if nesterov else buf
-        arrays[0][i] = p * decay - lr * d
-
-    return element
-
-
-def _adam_element(jit: Callable) -> Callable:
-    regularized = _regularized(jit)
-
-    @jit
-    def element(i, arrays, h):
-        grad_scale, l2, l1, decay, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_bias2_sqrt, eps = h
-        p = arrays[0][i]
-        g = regularized(p, arrays[1][i], grad_scale, l2, l1)
-        m = beta1 * arrays[2][i] + one_minus_beta1 * g
-        v = beta2 * arrays[3][i] + one_minus_beta2 * g * g
-        arrays[2][i] = m
-        arrays[3][i] = v
-        arrays[0][i] = p * decay - step_size * m / (math.sqrt(v) * inv_bias2_sqrt + eps)
-
-    return element
-
-
-def _rmsprop_element(jit: Callable, centered: bool, use_buf: bool) -> Callable:
-    regularized = _regularized(jit)
-    buf_index = 4 if centered else 3
-
-    @jit
-    def element(i, arrays, h):
-        grad_scale, l2, l1, decay, lr, alpha, one_minus_alpha, eps, momentum = h
-        p = arrays[0][i]
-        g = regularized(p, arrays[1][i], grad_scale, l2, l1)
-        sq = alpha * arrays[2][i] + one_minus_alpha * g * g
-        arrays[2][i] = sq
-        if centered:
-            ga = alpha * arrays[3][i] + one_minus_alpha * g
-            arrays[3][i] = ga
-            avg = math.sqrt(abs(sq - ga * ga)) + eps
-        else:
-            avg = math.sqrt(sq) + eps
-        d = g / avg
-        if use_buf:
-            d = momentum * arrays[buf_index][i] + d
-            arrays[buf_index][i] = d
-        arrays[0][i] = p * decay - lr * d
-
-    return element
-
-
-_ELEMENTS = {"sgd": _sgd_element, "adam": _adam_element, "rmsprop": _rmsprop_element}
-_REFS = {"sgd": _sgd_ref, "adam": _adam_ref, "rmsprop": _rmsprop_ref}
-
-
-@functools.cache
-def _cpu_kernel(optimizer: str, flags: tuple[bool, ...]):
-    element = _ELEMENTS[optimizer](njit(inline="always", **c.NJIT_OPTIONS), *flags)
-
-    @njit(**c.NJIT_OPTIONS)
-    def kernel(arrays, h):
-        for i in range(arrays[0].size):
-            element(i, arrays, h)
-
-    return kernel
-
-
-@functools.cache
-def _cuda_kernel(optimizer: str, flags: tuple[bool, ...]):
-    # Under the simulator device functions stay plain Python: its device-function wrapper takes a
-    # global lock per call, which serialises the simulated threads.
-    device = (lambda f: f) if c.simulator_enabled() else cuda.jit(device=True)
-    element = _ELEMENTS[optimizer](device, *flags)
-
-    @cuda.jit
-    def kernel(arrays, h):
-        for i in range(cuda.grid(1), arrays[0].size, cuda.gridsize(1)):
-            element(i, arrays, h)
-
-    return kernel
+    return _plan("rmsprop", (centered, use_buf), _arrays(param, grad, **state), scalars)
 
 
 # --------------------------------------------------------------------------- the three ways
 
 
 def _run_ref(plan: _Plan) -> None:
-    _REFS[plan.optimizer](plan.flags, plan.arrays, plan.scalars)
-
-
-def _typed(plan: _Plan) -> tuple[Any, ...]:
-    dtype = plan.arrays[0].dtype.type
-    return tuple(dtype(s) for s in plan.scalars)
+    m.REFERENCES[plan.optimizer](plan.flags, plan.arrays, plan.scalars)
 
 
 def _run_cpu(plan: _Plan) -> None:
     if c.is_device_array(plan.arrays[0]):
         raise TypeError("the cpu kernels take NumPy arrays; param is a device array (use the cuda kernels)")
     if plan.arrays[0].size:
-        _cpu_kernel(plan.optimizer, plan.flags)(plan.arrays, _typed(plan))
+        m.cpu_kernel(plan.optimizer, plan.flags)(plan.arrays, plan.scalars)
 
 
 def _run_cuda(plan: _Plan) -> None:
     n = plan.arrays[0].size
     if n:
-        kernel = _cuda_kernel(plan.optimizer, plan.flags)
-        kernel[c.grid_1d(n) + (c.current_stream(),)](tuple(c.cuda_args(*plan.arrays)), _typed(plan))
+        kernel = m.cuda_kernel(plan.optimizer, plan.flags)
+        kernel[c.grid_1d(n) + (c.current_stream(),)](tuple(c.cuda_args(*plan.arrays)), plan.scalars)
 
 
 def _three_ways(plan: Callable[..., _Plan], name: str) -> tuple[Callable[..., None], ...]:

@@ -38,3 +38,65 @@ def test_cupy_backend_unavailable_is_one_line_exit_2():
 def test_bad_backend_option_is_a_usage_error():
     out = gpudnn("--backend", "tpu", "info")
     assert out.returncode == 2 and "invalid choice" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_default_train_save_evaluate_predict_and_plot(tmp_path):
+    import json
+
+    import numpy as np
+
+    ckpt, curves, metrics = tmp_path / "digits.npz", tmp_path / "curves.png", tmp_path / "m.json"
+    out = gpudnn("--backend", "numpy", "train", "--save", str(ckpt), "--plot", str(curves),
+                 "--metrics-json", str(metrics), "--quiet")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(metrics.read_text())
+    assert summary["test_accuracy"] >= 0.95 and summary["backend"] == "numpy"
+    assert f"test accuracy {summary['test_accuracy']:.4f}" in out.stdout
+    assert curves.stat().st_size > 10_000 and curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = gpudnn("evaluate", "--model", str(ckpt))
+    assert again.returncode == 0, again.stderr
+    assert f"test accuracy {summary['test_accuracy']:.4f}" in again.stdout
+    from gpudnn.data import load_dataset
+
+    data = load_dataset("digits", seed=0)
+    np.savez(tmp_path / "samples.npz", X=data.X_test[:20])
+    pred = gpudnn("predict", "--model", str(ckpt), "--input", str(tmp_path / "samples.npz"))
+    assert pred.returncode == 0, pred.stderr
+    predicted = np.array(pred.stdout.split(), dtype=int)
+    assert predicted.shape == (20,) and (predicted == data.y_test[:20]).mean() >= 0.8
+
+
+def test_resume_continues_from_the_saved_epoch(tmp_path):
+    ckpt = tmp_path / "c.npz"
+    first = gpudnn("--backend", "numpy", "train", "--epochs", "2", "--save", str(ckpt), "--quiet")
+    assert first.returncode == 0, first.stderr
+    resumed = gpudnn("--backend", "numpy", "train", "--epochs", "4", "--resume", str(ckpt), "--save", str(ckpt))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stderr and "epoch 3/4" in resumed.stderr and "epoch 1/4" not in resumed.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--dataset", "nope"], "unknown dataset 'nope'"),
+    (["train", "--hidden", "12,x"], "--hidden must be comma-separated"),
+    (["train", "--optimizer", "lbfgs"], "--optimizer must be one of"),
+    (["train", "--epochs", "0"], "must be a positive integer"),
+    (["evaluate", "--model", "missing.npz"], "does not exist"),
+    (["predict", "--model", "missing.npz", "--input", "x.csv"], "does not exist"),
+    (["train", "--activation", "swishy"], "activation must be one of"),
+])
+def test_bad_requests_are_one_line(args, message, tmp_path):
+    out = gpudnn(*args)
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_pca_and_autoencoder_commands(tmp_path):
+    out = gpudnn("--backend", "numpy", "pca", "--dataset", "digits", "--components", "2", "--plot",
+                 str(tmp_path / "pca.png"))
+    assert out.returncode == 0, out.stderr
+    assert "explained variance ratio" in out.stdout and (tmp_path / "pca.png").stat().st_size > 10_000
+    out = gpudnn("--backend", "numpy", "autoencoder", "--latent", "2", "--epochs", "5", "--quiet", "--plot",
+                 str(tmp_path / "ae.png"))
+    assert out.returncode == 0, out.stderr
+    assert "autoencoder" in out.stdout and (tmp_path / "ae_reconstructions.png").is_file()

@@ -8,6 +8,7 @@ from .select import (
     BackendUnavailableError,
     backend,
     cupy_status,
+    free_memory,
     get_backend,
     seed,
     selection_reason,
@@ -16,6 +17,6 @@ from .select import (
 )
 
 __all__ = [
-    "ACTIVATION_NAMES", "FROM_OUTPUT", "activation_code", "DEFAULT_DTYPE", "KINDS", "Backend", "BackendUnavailableError", "backend", "cupy_status",
+    "ACTIVATION_NAMES", "FROM_OUTPUT", "activation_code", "DEFAULT_DTYPE", "KINDS", "Backend", "BackendUnavailableError", "backend", "cupy_status", "free_memory",
     "get_backend", "seed", "selection_reason", "set_backend", "use_backend",
 ]

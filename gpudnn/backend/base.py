@@ -75,6 +75,13 @@ class Backend:
     def synchronize(self) -> None:
         """Wait for queued device work (no-op on the CPU)."""
 
+    def free_memory(self) -> None:
+        """Return cached device memory to the driver (no-op on the CPU)."""
+
+    def is_out_of_memory(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is this backend running out of (device) memory."""
+        return isinstance(exc, MemoryError)
+
     # ----------------------------------------------------------------- randomness
 
     def seed(self, seed: int | None) -> None:

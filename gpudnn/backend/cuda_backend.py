@@ -33,6 +33,15 @@ class CupyBackend(CudaBackend):
     def synchronize(self) -> None:
         self.xp.cuda.get_current_stream().synchronize()
 
+    def free_memory(self) -> None:
+        self.synchronize()
+        self.xp.get_default_memory_pool().free_all_blocks()
+        self.xp.get_default_pinned_memory_pool().free_all_blocks()
+
+    def is_out_of_memory(self, exc: BaseException) -> bool:
+        return isinstance(exc, (MemoryError, self.xp.cuda.memory.OutOfMemoryError)) or \
+            "CUDA_ERROR_OUT_OF_MEMORY" in str(exc) or "cudaErrorMemoryAllocation" in str(exc)
+
 
 class SimulatorBackend(CudaBackend):
     name = "cudasim"

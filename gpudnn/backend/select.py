@@ -155,3 +155,9 @@ def seed(n: int | None) -> None:
     _seed = n
     for b in _instances.values():
         b.seed(n)
+
+
+def free_memory() -> None:
+    """Release the memory pools of every backend made so far (CuPy's device and pinned pools)."""
+    for b in _instances.values():
+        b.free_memory()

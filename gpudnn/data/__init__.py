@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from .dataset import Dataset, check_seed, describe, one_hot, standardize, train_test_split
 from .digits import load_digits
+from .features import load_features
 from .files import file_kind, load_csv, load_idx, load_npz
 from .mnist1d import load_mnist1d
 from .synthetic import load_blobs, load_spirals
@@ -78,5 +79,5 @@ def load_dataset(name: str | os.PathLike, *, seed: int = 0, **options: Any) -> D
 
 
 __all__ = [
-    "DATASETS", "Dataset", "describe", "load_dataset", "one_hot", "standardize", "train_test_split",
+    "DATASETS", "Dataset", "describe", "load_dataset", "load_features", "one_hot", "standardize", "train_test_split",
 ]

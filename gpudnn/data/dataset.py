@@ -117,7 +117,7 @@ def as_labels(y: np.ndarray, where: str, locate: Callable[[int], str] | None = N
         bad = ~np.isfinite(y) | (y != np.round(y)) | (np.abs(y) >= 2**53)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{where}: labels must be integers, found {y[i]!r} at {locate(i)}")
+            raise ValueError(f"{where}: labels must be integers, found {y[i].item()!r} at {locate(i)}")
     elif y.dtype.kind not in "iub":
         raise ValueError(f"{where}: labels must be integers, got dtype {y.dtype}")
     labels = y.astype(LABEL_DTYPE)
@@ -139,7 +139,8 @@ def as_features(X: np.ndarray, where: str, locate: Callable[[int, int], str] | N
         raise ValueError(f"{where}: features must be real numbers, got dtype {X.dtype}")
     if X.ndim == 0:
         raise ValueError(f"{where}: features must have a sample axis, got a scalar")
-    X = np.ascontiguousarray(X.reshape(X.shape[0], math.prod(X.shape[1:])), dtype=FEATURE_DTYPE)
+    with np.errstate(over="ignore"):  # values beyond float32 become Inf, reported just below
+        X = np.ascontiguousarray(X.reshape(X.shape[0], math.prod(X.shape[1:])), dtype=FEATURE_DTYPE)
     bad = ~np.isfinite(X)
     if bad.any():
         i, j = (int(v) for v in np.argwhere(bad)[0])
@@ -174,9 +175,10 @@ def train_test_split(
     """Seeded random split: returns (X_train, X_test, y_train, y_test), rows shuffled.
 
     X: (n, ...) any dtype, y: (n,). The test set has ceil(test_fraction * n) rows (as in
-    scikit-learn); with stratify=True (y must then hold non-negative integers) each class
-    gives its share, rounded by largest remainder, so class proportions match in both
-    parts to within one sample per class. Returns new arrays (copies); inputs are untouched.
+    scikit-learn, but blind to round-off: 0.3 of 10 is 3). With stratify=True (y must then
+    hold non-negative integers) each class gives its share, rounded by largest remainder,
+    so class proportions match in both parts to within one sample per class. Returns new
+    arrays (copies); the inputs are untouched.
     """
     X, y = np.asarray(X), np.asarray(y)
     test_fraction = check_fraction(test_fraction)
@@ -184,12 +186,12 @@ def train_test_split(
     if X.ndim == 0 or y.ndim != 1 or X.shape[0] != y.shape[0]:
         raise ValueError(f"X and y must have the same number of rows, got X {X.shape} and y {y.shape}")
     n = y.shape[0]
-    n_test = math.ceil(test_fraction * n)
+    n_test = math.ceil(test_fraction * n - 1e-9)  # 1e-9: 0.3 * 10 is 3.0000000000000004
     if n_test >= n:
         raise ValueError(f"test_fraction={test_fraction} of {n} samples leaves no training sample")
     if stratify:
         labels = as_labels(y, "train_test_split y")
-        classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
         take = _stratified_test_counts(counts, n_test, rng)
         by_class = np.argsort(inverse, kind="stable")
         starts = np.concatenate(([0], np.cumsum(counts)[:-1]))

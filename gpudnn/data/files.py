@@ -117,13 +117,14 @@ def load_csv(path: str | Path, *, seed: int = 0, test_fraction: float = 0.2, lab
     """A table with one sample per row: numeric features and one integer label column.
 
     label: the label column by header name or by 0-based index (negative counts from the
-    end; default the last column). header: True/False, or None to detect it (the first row
-    is a header when any of its cells is not a number). Blank lines are skipped; cells are
-    stripped of spaces. Features are float32, unscaled.
+    end; default the last column); a text of digits that names no column is an index.
+    header: True/False, or None to detect it (the first row is a header when any of its
+    cells is not a number). Blank lines are skipped; cells are stripped of spaces.
+    Features are float32, unscaled.
     """
     path = _existing(path)
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: drop a BOM
             reader = csv.reader(f, delimiter=delimiter)
             rows, lines = [], []
             for row in reader:
@@ -151,6 +152,9 @@ def load_csv(path: str | Path, *, seed: int = 0, test_fraction: float = 0.2, lab
     def column(j: int) -> str:
         return f"column {j + 1}" + (f" ({names[j]!r})" if names else "")
 
+    is_index_text = isinstance(label, str) and re.fullmatch(r"[+-]?\d+", label) is not None
+    if is_index_text and not (names and label in names):
+        label = int(label)  # an index given as text (a command line), naming no column
     if isinstance(label, str):
         if names is None:
             raise ValueError(f"{path}: label={label!r} names a column, but the file has no header row")

@@ -94,7 +94,7 @@ def gaussian_filter(x: np.ndarray, sigma: float, truncate: float = 4.0) -> np.nd
     """Gaussian smoothing of x (..., n) along the last axis, edges reflected (d c b a | a b c d).
 
     Weights exp(-t^2 / (2 sigma^2)) for |t| <= r = int(truncate * sigma + 0.5), normalized to
-    sum 1 (needs r <= n). Summed as scipy.ndimage does for a symmetric kernel:
+    sum 1; returns a new float64 array of x's shape. Summed as scipy.ndimage does for a symmetric kernel:
     y_i = x_i w_0 + sum over k = r..1 of (x_{i-k} + x_{i+k}) w_k.
     """
     r = int(truncate * float(sigma) + 0.5)
@@ -109,8 +109,13 @@ def gaussian_filter(x: np.ndarray, sigma: float, truncate: float = 4.0) -> np.nd
     return out
 
 
-def mnist1d_arrays(seed: int = 0, n_samples: int = 5000, shuffle_seq: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """All samples, shuffled and standardized, unsplit: x (n_samples, 40) float64, y (n_samples,) int64."""
+def mnist1d_arrays(
+    seed: int = 0, n_samples: int = 5000, shuffle_seq: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """All samples, shuffled and standardized, unsplit: x (n_samples, 40) float64, y (n_samples,) int64.
+
+    n_samples must be a positive multiple of 10 (n_samples // 10 per digit).
+    """
     seed = check_seed(seed)
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
             or n_samples < N_CLASSES or n_samples % N_CLASSES:

@@ -1,0 +1,205 @@
+"""Bias + activation forward, activation + bias gradient backward, dropout: fused kernel vs unfused peers.
+
+Each row times, round-robin in one run: the gpudnn kernel writing into preallocated outputs
+(``out=``, ``dz_out=``/``db_out=``), the unfused NumPy expression a user would write (fresh arrays
+every call), and the same expression in PyTorch CPU when importable (PyTorch's own thread count).
+GB/s counts the minimum bytes an op must move (read inputs once, write outputs once) over the
+gpudnn time; ``copy_frac`` is that against a host memory copy measured in the same run.
+On a GPU (CuPy + a device) the same rows run as CUDA kernel vs CuPy unfused vs torch CUDA, with
+the host-side launch overhead of the gpudnn call.
+
+Targets (4096 x 4096 float32): bias + relu forward >= 5x NumPy, relu backward + bias grad >= 3x NumPy.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from benchmarks import harness
+
+SHAPE = (4096, 4096)
+QUICK_SHAPE = (256, 257)
+DROPOUT_P = 0.5
+TARGETS = {("bias_act", "relu"): 5.0, ("bias_act_backward", "relu"): 3.0}
+COLUMNS = ["device", "op", "activation", "shape", "gpudnn_ms", "numpy_ms", "torch_ms", "vs_numpy", "vs_torch",
+           "gbps", "copy_frac"]
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _erf(xp: Any) -> Callable[[Any], Any] | None:
+    """erf for the unfused GELU expression (NumPy has none: SciPy's, or CuPy's)."""
+    try:
+        if xp is np:
+            from scipy.special import erf
+        else:
+            from cupyx.scipy.special import erf
+    except ImportError:
+        return None
+    return erf
+
+
+def _cases(xp: Any, shape: tuple[int, int], impl: str) -> list[tuple[str, str, int, dict[str, Callable[[], Any]]]]:
+    """(op, activation, bytes moved, {variant: callable}) for every row, on arrays of module ``xp``."""
+    from gpudnn.kernels import bias_act, bias_act_backward, dropout
+
+    rng = np.random.default_rng(0)
+    n, m = shape
+    x, dy = (xp.asarray(rng.standard_normal(shape, dtype=np.float32)) for _ in range(2))
+    b = xp.asarray(rng.standard_normal(m, dtype=np.float32))
+    out, dz, db = xp.empty_like(x), xp.empty_like(x), xp.empty_like(b)
+    y_relu = xp.maximum(x, 0)
+    y_sigmoid = 1 / (1 + xp.exp(-x))
+    fwd = getattr(bias_act, f"bias_act_{impl}")
+    bwd = getattr(bias_act_backward, f"bias_act_backward_{impl}")
+    drop = getattr(dropout, f"dropout_{impl}")
+    itemsize, size = 4, n * m
+    erf = _erf(xp)
+
+    def np_relu_bwd():
+        d = dy * (y_relu > 0)
+        return d, d.sum(axis=0)
+
+    def np_sigmoid_bwd():
+        d = dy * y_sigmoid * (1 - y_sigmoid)
+        return d, d.sum(axis=0)
+
+    unfused_gelu = (lambda: (lambda z: 0.5 * z * (1 + erf(z * (1 / math.sqrt(2)))))(x + b)) if erf else None
+    draw = np.random.default_rng(1).random if xp is np else xp.random.random
+
+    def np_dropout():
+        return x * (draw(shape, dtype=np.float32) >= DROPOUT_P) * np.float32(1 / (1 - DROPOUT_P))
+
+    cases = [
+        ("bias_act", "relu", 2 * size * itemsize,
+         {"gpudnn": lambda: fwd(x, b, "relu", out=out), "numpy": lambda: xp.maximum(x + b, 0)}),
+        ("bias_act", "sigmoid", 2 * size * itemsize,
+         {"gpudnn": lambda: fwd(x, b, "sigmoid", out=out), "numpy": lambda: 1 / (1 + xp.exp(-(x + b)))}),
+        ("bias_act", "gelu", 2 * size * itemsize,
+         {"gpudnn": lambda: fwd(x, b, "gelu", out=out), **({"numpy": unfused_gelu} if erf else {})}),
+        ("bias_act_backward", "relu", 3 * size * itemsize,
+         {"gpudnn": lambda: bwd(dy, y_relu, "relu", dz_out=dz, db_out=db), "numpy": np_relu_bwd}),
+        ("bias_act_backward", "sigmoid", 3 * size * itemsize,
+         {"gpudnn": lambda: bwd(dy, y_sigmoid, "sigmoid", dz_out=dz, db_out=db), "numpy": np_sigmoid_bwd}),
+        ("dropout", "", 2 * size * itemsize,
+         {"gpudnn": lambda: drop(x, DROPOUT_P, 12345, out=out), "numpy": np_dropout}),
+    ]
+    torch = _torch()
+    if torch is not None:
+        as_t = (lambda a: torch.from_numpy(a)) if xp is np else (lambda a: torch.as_tensor(a, device="cuda"))
+        tx, tb, tdy, ty_relu, ty_sig = (as_t(a) for a in (x, b, dy, y_relu, y_sigmoid))
+        F = torch.nn.functional
+
+        def torch_relu_bwd():
+            d = tdy * (ty_relu > 0)
+            return d, d.sum(0)
+
+        def torch_sigmoid_bwd():
+            d = tdy * ty_sig * (1 - ty_sig)
+            return d, d.sum(0)
+
+        torch_variants = [lambda: torch.relu(tx + tb), lambda: torch.sigmoid(tx + tb), lambda: F.gelu(tx + tb),
+                          torch_relu_bwd, torch_sigmoid_bwd, lambda: F.dropout(tx, DROPOUT_P, training=True)]
+        for case, variant in zip(cases, torch_variants):
+            case[3]["torch"] = variant
+    return cases
+
+
+def _rows(device: str, xp: Any, shape: tuple[int, int], impl: str, rounds: int, copy_gbps: float,
+          sync: Callable[[], None]) -> list[dict[str, Any]]:
+    rows = []
+    for op, activation, nbytes, variants in _cases(xp, shape, impl):
+        times = harness.interleaved(variants, rounds=rounds, sync=sync)
+        row: dict[str, Any] = {"device": device, "op": op, "activation": activation, "shape": "x".join(map(str, shape)),
+                               "dtype": "float32"}
+        row.update({f"{name}_ms": t * 1e3 for name, t in times.items()})
+        for peer in ("numpy", "torch"):
+            if peer in times:
+                row[f"vs_{peer}"] = times[peer] / times["gpudnn"]
+        row["gbps"] = nbytes / times["gpudnn"] / 1e9
+        row["copy_frac"] = row["gbps"] / copy_gbps
+        rows.append(row)
+    return rows
+
+
+def _launch_overhead_us(xp: Any) -> float:
+    """Host time per gpudnn CUDA call (bias + relu on a 32 x 32 array), not waiting for the GPU."""
+    from gpudnn.kernels.bias_act import bias_act_cuda
+
+    x = xp.ones((32, 32), np.float32)
+    b, out = xp.zeros(32, np.float32), xp.empty((32, 32), np.float32)
+    for _ in range(10):
+        bias_act_cuda(x, b, "relu", out=out)
+    xp.cuda.get_current_stream().synchronize()
+    calls = 1000
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        bias_act_cuda(x, b, "relu", out=out)
+    elapsed = time.perf_counter() - t0
+    xp.cuda.get_current_stream().synchronize()
+    return elapsed / calls * 1e6
+
+
+def _gpu_available() -> bool:
+    try:
+        from gpudnn.backend import cupy_status
+
+        return bool(cupy_status()[0])
+    except Exception:
+        return False
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    shape = QUICK_SHAPE if quick else SHAPE
+    rounds = 3 if quick else 9
+    copy_gbps = harness.host_copy_gbps(rounds=3 if quick else 7)
+    rows = _rows("cpu", np, shape, "cpu", rounds, copy_gbps, lambda: None)
+    torch = _torch()
+    result: dict[str, Any] = {"dtype": "float32", "host_copy_gbps": copy_gbps,
+                              "torch_threads": torch.get_num_threads() if torch else None, "rows": rows}
+    if _gpu_available():
+        import cupy
+
+        stream_sync = cupy.cuda.get_current_stream().synchronize
+
+        def sync() -> None:
+            stream_sync()
+            if torch is not None:
+                torch.cuda.synchronize()
+
+        device_gbps = harness.device_copy_gbps()
+        rows += _rows("gpu", cupy, shape, "cuda", rounds, device_gbps, sync)
+        result.update(device_copy_gbps=device_gbps, launch_overhead_us=_launch_overhead_us(cupy))
+    summary = {}
+    for (op, activation), target in TARGETS.items():
+        row = next(r for r in rows if r["device"] == "cpu" and r["op"] == op and r["activation"] == activation)
+        summary[f"{op}[{activation}] vs numpy"] = {"ratio": round(row["vs_numpy"], 2), "target": target,
+                                                   "met": row["vs_numpy"] >= target}
+    result["summary"] = summary
+    return result
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    result = run(quick=quick)
+    print(f"float32, host copy {result['host_copy_gbps']:.1f} GB/s, torch threads {result['torch_threads']}")
+    print(harness.table(result["rows"], COLUMNS))
+    for key, value in result["summary"].items():
+        print(f"{key}: {value}")
+    if not quick:
+        print(f"saved {harness.save('activations', result)}")
+
+
+if __name__ == "__main__":
+    main()
