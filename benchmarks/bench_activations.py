@@ -2,9 +2,10 @@
 
 Each row times, round-robin in one run: the gpudnn kernel writing into preallocated outputs
 (``out=``, ``dz_out=``/``db_out=``), the unfused NumPy expression a user would write (fresh arrays
-every call), and the same expression in PyTorch CPU when importable (PyTorch's own thread count).
-GB/s counts the minimum bytes an op must move (read inputs once, write outputs once) over the
-gpudnn time; ``copy_frac`` is that against a host memory copy measured in the same run.
+every call), the same expression in PyTorch CPU when importable (one thread, like the kernels), and
+a copy of one operand into a preallocated array. GB/s counts the minimum bytes an op must move
+(read inputs once, write outputs once) over the gpudnn time; ``copy_frac`` is that against the
+copy's GB/s (bytes read + written) from the same rounds, so machine noise hits both alike.
 On a GPU (CuPy + a device) the same rows run as CUDA kernel vs CuPy unfused vs torch CUDA, with
 the host-side launch overhead of the gpudnn call.
 
@@ -26,8 +27,8 @@ SHAPE = (4096, 4096)
 QUICK_SHAPE = (256, 257)
 DROPOUT_P = 0.5
 TARGETS = {("bias_act", "relu"): 5.0, ("bias_act_backward", "relu"): 3.0}
-COLUMNS = ["device", "op", "activation", "shape", "gpudnn_ms", "numpy_ms", "torch_ms", "vs_numpy", "vs_torch",
-           "gbps", "copy_frac"]
+COLUMNS = ["device", "op", "activation", "shape", "gpudnn_ms", "in_place_ms", "numpy_ms", "torch_ms", "copy_ms",
+           "vs_numpy", "vs_torch", "gbps", "copy_frac"]
 
 
 def _torch():
@@ -59,6 +60,7 @@ def _cases(xp: Any, shape: tuple[int, int], impl: str) -> list[tuple[str, str, i
     x, dy = (xp.asarray(rng.standard_normal(shape, dtype=np.float32)) for _ in range(2))
     b = xp.asarray(rng.standard_normal(m, dtype=np.float32))
     out, dz, db = xp.empty_like(x), xp.empty_like(x), xp.empty_like(b)
+    dy_in_place = dy.copy()  # relu's backward is idempotent in place: dz = dy * (y > 0) again
     y_relu = xp.maximum(x, 0)
     y_sigmoid = 1 / (1 + xp.exp(-x))
     fwd = getattr(bias_act, f"bias_act_{impl}")
@@ -81,6 +83,7 @@ def _cases(xp: Any, shape: tuple[int, int], impl: str) -> list[tuple[str, str, i
     def np_dropout():
         return x * (draw(shape, dtype=np.float32) >= DROPOUT_P) * np.float32(1 / (1 - DROPOUT_P))
 
+    copy_to = xp.empty_like(x)
     cases = [
         ("bias_act", "relu", 2 * size * itemsize,
          {"gpudnn": lambda: fwd(x, b, "relu", out=out), "numpy": lambda: xp.maximum(x + b, 0)}),
@@ -89,7 +92,8 @@ def _cases(xp: Any, shape: tuple[int, int], impl: str) -> list[tuple[str, str, i
         ("bias_act", "gelu", 2 * size * itemsize,
          {"gpudnn": lambda: fwd(x, b, "gelu", out=out), **({"numpy": unfused_gelu} if erf else {})}),
         ("bias_act_backward", "relu", 3 * size * itemsize,
-         {"gpudnn": lambda: bwd(dy, y_relu, "relu", dz_out=dz, db_out=db), "numpy": np_relu_bwd}),
+         {"gpudnn": lambda: bwd(dy, y_relu, "relu", dz_out=dz, db_out=db), "numpy": np_relu_bwd,
+          "in_place": lambda: bwd(dy_in_place, y_relu, "relu", dz_out=dy_in_place, db_out=db)}),
         ("bias_act_backward", "sigmoid", 3 * size * itemsize,
          {"gpudnn": lambda: bwd(dy, y_sigmoid, "sigmoid", dz_out=dz, db_out=db), "numpy": np_sigmoid_bwd}),
         ("dropout", "", 2 * size * itemsize,
@@ -113,13 +117,19 @@ def _cases(xp: Any, shape: tuple[int, int], impl: str) -> list[tuple[str, str, i
                           torch_relu_bwd, torch_sigmoid_bwd, lambda: F.dropout(tx, DROPOUT_P, training=True)]
         for case, variant in zip(cases, torch_variants):
             case[3]["torch"] = variant
+    for case in cases:
+        case[3]["copy"] = lambda: xp.copyto(copy_to, x)
     return cases
 
 
-def _rows(device: str, xp: Any, shape: tuple[int, int], impl: str, rounds: int, copy_gbps: float,
+def _rows(device: str, xp: Any, shape: tuple[int, int], impl: str, rounds: int,
           sync: Callable[[], None]) -> list[dict[str, Any]]:
     rows = []
-    for op, activation, nbytes, variants in _cases(xp, shape, impl):
+    cases = _cases(xp, shape, impl)
+    for _, _, _, variants in cases:  # compile, and touch every buffer before any timing starts
+        for fn in variants.values():
+            fn()
+    for op, activation, nbytes, variants in cases:
         times = harness.interleaved(variants, rounds=rounds, sync=sync)
         row: dict[str, Any] = {"device": device, "op": op, "activation": activation, "shape": "x".join(map(str, shape)),
                                "dtype": "float32"}
@@ -127,8 +137,11 @@ def _rows(device: str, xp: Any, shape: tuple[int, int], impl: str, rounds: int, 
         for peer in ("numpy", "torch"):
             if peer in times:
                 row[f"vs_{peer}"] = times[peer] / times["gpudnn"]
+        if "in_place" in times:
+            row["in_place_vs_numpy"] = times["numpy"] / times["in_place"]
         row["gbps"] = nbytes / times["gpudnn"] / 1e9
-        row["copy_frac"] = row["gbps"] / copy_gbps
+        row["copy_gbps"] = 2 * int(np.prod(shape)) * 4 / times["copy"] / 1e9
+        row["copy_frac"] = row["gbps"] / row["copy_gbps"]
         rows.append(row)
     return rows
 
@@ -162,12 +175,18 @@ def _gpu_available() -> bool:
 
 def run(quick: bool = False) -> dict[str, Any]:
     shape = QUICK_SHAPE if quick else SHAPE
-    rounds = 3 if quick else 9
-    copy_gbps = harness.host_copy_gbps(rounds=3 if quick else 7)
-    rows = _rows("cpu", np, shape, "cpu", rounds, copy_gbps, lambda: None)
+    rounds = 3 if quick else 15
     torch = _torch()
-    result: dict[str, Any] = {"dtype": "float32", "host_copy_gbps": copy_gbps,
-                              "torch_threads": torch.get_num_threads() if torch else None, "rows": rows}
+    threads = torch.get_num_threads() if torch else None
+    if torch:
+        torch.set_num_threads(1)  # the CPU kernels are single-threaded
+    try:
+        rows = _rows("cpu", np, shape, "cpu", rounds, lambda: None)
+    finally:
+        if torch:
+            torch.set_num_threads(threads)
+    result: dict[str, Any] = {"dtype": "float32", "host_copy_gbps": harness.host_copy_gbps(rounds=3 if quick else 7),
+                              "torch_threads_cpu": 1 if torch else None, "rows": rows}
     if _gpu_available():
         import cupy
 
@@ -179,13 +198,15 @@ def run(quick: bool = False) -> dict[str, Any]:
                 torch.cuda.synchronize()
 
         device_gbps = harness.device_copy_gbps()
-        rows += _rows("gpu", cupy, shape, "cuda", rounds, device_gbps, sync)
+        rows += _rows("gpu", cupy, shape, "cuda", rounds, sync)
         result.update(device_copy_gbps=device_gbps, launch_overhead_us=_launch_overhead_us(cupy))
     summary = {}
     for (op, activation), target in TARGETS.items():
         row = next(r for r in rows if r["device"] == "cpu" and r["op"] == op and r["activation"] == activation)
         summary[f"{op}[{activation}] vs numpy"] = {"ratio": round(row["vs_numpy"], 2), "target": target,
                                                    "met": row["vs_numpy"] >= target}
+        if "in_place_vs_numpy" in row:
+            summary[f"{op}[{activation}] in place (dz_out=dy) vs numpy"] = round(row["in_place_vs_numpy"], 2)
     result["summary"] = summary
     return result
 
@@ -193,7 +214,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 def main() -> None:
     quick = "--quick" in sys.argv
     result = run(quick=quick)
-    print(f"float32, host copy {result['host_copy_gbps']:.1f} GB/s, torch threads {result['torch_threads']}")
+    print(f"float32, host copy {result['host_copy_gbps']:.1f} GB/s, torch CPU threads {result['torch_threads_cpu']}")
     print(harness.table(result["rows"], COLUMNS))
     for key, value in result["summary"].items():
         print(f"{key}: {value}")

@@ -21,13 +21,14 @@ from .model import Sequential
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 from .parameter import Parameter
 from .pca import PCA
+from .precompile import precompile
 from .schedules import Constant, Cosine, StepDecay, WarmUp
 from .train import DeviceMemoryError, EarlyStopping, History, NonFiniteError, evaluate, fit, predict
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Activation", "Adam", "AdamW", "Autoencoder", "DeviceMemoryError", "PCA", "free_memory", "Backend", "BackendUnavailableError", "BinaryCrossEntropy", "Checkpoint",
+    "Activation", "Adam", "AdamW", "Autoencoder", "DeviceMemoryError", "PCA", "free_memory", "precompile", "Backend", "BackendUnavailableError", "BinaryCrossEntropy", "Checkpoint",
     "CheckpointError", "Constant", "Cosine", "Dense", "Dropout", "EarlyStopping", "History", "Layer", "MSELoss",
     "NonFiniteError", "Optimizer", "Parameter", "RMSprop", "SGD", "Sequential", "SoftmaxCrossEntropy", "StepDecay",
     "WarmUp", "evaluate", "fit", "get_backend", "load_checkpoint", "predict", "save_checkpoint", "seed",

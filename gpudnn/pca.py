@@ -125,17 +125,26 @@ def _host_linalg(xp: Any) -> Any:
     return scipy.linalg
 
 
-def _top_eigh(xp: Any, c: Any, k: int | None) -> tuple[Any, Any]:
-    """Eigenvalues (descending) and eigenvectors (columns) of the symmetric ``c``; ``c`` is destroyed.
+def _top_eigh(xp: Any, c: Any, k: int | None, dtype: Any) -> tuple[Any, Any]:
+    """Eigenvalues (descending) and eigenvectors (columns) of the symmetric float64 ``c`` (may be destroyed).
 
-    With ``k`` given only the top ``k`` pairs are returned; SciPy's MRRR (syevr) then computes
-    just those, several times faster than a full eigendecomposition at k << d.
+    With ``k`` given only the top ``k`` pairs are returned, by SciPy's MRRR (syevr) when it is
+    there: several times cheaper than a full eigendecomposition at k << d. For float32 data its
+    tridiagonal reduction (the bulk of the cost) runs in float32, then one Rayleigh-Ritz step in
+    float64 on the subspace found restores float64-accurate eigenvalues (their error is second
+    order in the subspace's); the vectors keep float32 accuracy, all that float32 components hold.
     """
     d, sl = c.shape[0], _host_linalg(xp)
-    if sl is not None and k is not None and 0 < k < d:
+    if sl is None or k is None or not 0 < k < d:
+        w, v = xp.linalg.eigh(c)
+    elif dtype != np.float32:
         w, v = sl.eigh(c, subset_by_index=(d - k, d - 1), driver="evr", overwrite_a=True, check_finite=False)
     else:
-        w, v = xp.linalg.eigh(c)
+        _, v = sl.eigh(c.astype(np.float32), subset_by_index=(d - k, d - 1), driver="evr", overwrite_a=True,
+                       check_finite=False)
+        q = sl.qr(v.astype(np.float64), mode="economic", check_finite=False)[0]
+        w, y = np.linalg.eigh(q.T @ (c @ q))
+        v = q @ y
     return w[::-1], v[:, ::-1]
 
 
@@ -320,7 +329,10 @@ class PCA:
             return _infer_dimension(spectrum, n)
         if _is_int(nc):
             return int(nc)
-        ratio = np.cumsum(spectrum) / spectrum.sum()
+        total = spectrum.sum()
+        if not total > 0:  # no variance to explain: one (zero) component
+            return 1
+        ratio = np.cumsum(spectrum) / total
         return min(int(np.searchsorted(ratio, nc, side="right")) + 1, min(n, d))
 
     # ------------------------------------------------------------- fitting
@@ -524,7 +536,7 @@ class PCA:
         c = self._m2 / (n - 1)
         total = float(xp.trace(c))
         k_fixed = int(self.n_components) if _is_int(self.n_components) else None
-        w, v = _top_eigh(xp, c, k_fixed)
+        w, v = _top_eigh(xp, c, k_fixed, self._dtype)
         spectrum = np.maximum(b.to_numpy(w), 0.0)  # a PSD matrix: negative eigenvalues are rounding
         if spectrum.size == d:
             total = float(spectrum.sum())

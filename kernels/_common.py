@@ -57,6 +57,11 @@ def _address_span(a: Any) -> tuple[int, int]:
     return start, start + a.nbytes
 
 
+def same_buffer(a: Any, b: Any) -> bool:
+    """True when two arrays start at the same address (an op asked to run in place)."""
+    return _address_span(a)[0] == _address_span(b)[0]
+
+
 def check_array(
     name: str,
     a: Any,

@@ -21,7 +21,6 @@ from numba import cuda, njit
 
 from . import _common as c
 from .fast_math import exp32, log1p32
-from .softmax_xent import same_buffer
 
 BCE, MSE = range(2)
 
@@ -121,7 +120,7 @@ def _run_cpu(kind: int, a: Any, b: Any, grad: Any) -> tuple[Any, Any]:
     kernels = _cpu_kernels(kind, a.dtype)
     scale = a.dtype.type(1.0 / a.size)
     flat_a, flat_b = a.reshape(-1), b.reshape(-1)
-    if same_buffer(grad, a):
+    if c.same_buffer(grad, a):
         total = kernels.inplace(flat_a, flat_b, scale)
     else:
         total = kernels.apart(flat_a, flat_b, scale, grad.reshape(-1))
@@ -197,7 +196,7 @@ def _run_cuda(kind: int, a: Any, b: Any, grad: Any) -> tuple[Any, Any]:
     loss = c.array_module(a).zeros(1, dtype=a.dtype)
     launch = (blocks, threads, c.current_stream())
     scale = a.dtype.type(1.0 / a.size)
-    if same_buffer(grad, a):
+    if c.same_buffer(grad, a):
         ad, bd, ld = c.cuda_args(a.reshape(-1), b.reshape(-1), loss)
         kernels.inplace[launch](ad, bd, scale, ld)
     else:

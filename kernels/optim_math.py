@@ -2,9 +2,9 @@
 
 Each optimizer takes ``(flags, arrays, h)`` from kernels.optim's validated plan: ``flags`` are its
 compile-time switches, ``arrays`` = (param, grad, *state in use), ``h`` = (grad_scale, l2, l1,
-decay, *its own host scalars), scalars of the arrays' dtype. The formulas are stated in kernels.optim. The per-element kernel is
-compiled by ``jit`` for the CPU (``njit``) or the GPU (a device function) and driven by one loop
-per target: a plain loop on the CPU, a grid-stride loop on the GPU.
+decay, *its own host scalars), all of the arrays' dtype. The formulas are stated in kernels.optim.
+The per-element kernel is compiled by ``jit`` for the CPU (``njit``) or the GPU (a device
+function) and driven by one loop per target: a plain loop on the CPU, a grid-stride loop on the GPU.
 """
 
 from __future__ import annotations

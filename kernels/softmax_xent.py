@@ -29,13 +29,6 @@ INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 # --------------------------------------------------------------------------- validation
 
 
-def same_buffer(a: Any, b: Any) -> bool:
-    """True when two validated arrays start at the same address (an op running in place)."""
-    def start(x: Any) -> int:
-        return x.__array_interface__["data"][0] if isinstance(x, np.ndarray) else x.__cuda_array_interface__["data"][0]
-    return start(a) == start(b)
-
-
 def _check_labels(logits: Any, labels: Any) -> None:
     n, k = logits.shape
     c.check_array("labels", labels, shape=(n,), floating=False)
@@ -203,7 +196,7 @@ def softmax_xent_cpu(logits: Any, labels: Any, smoothing: float = 0.0, dlogits_o
     """Numba CPU kernel (single-threaded). Returns ``(loss, dlogits)``."""
     smoothing, dlogits = _validate_xent(logits, labels, smoothing, dlogits_out)
     kernels = _cpu_kernels(logits.dtype)
-    if same_buffer(dlogits, logits):
+    if c.same_buffer(dlogits, logits):
         loss = kernels.xent_inplace(logits, labels, smoothing)
     else:
         loss = kernels.xent(logits, labels, smoothing, dlogits)
@@ -214,7 +207,7 @@ def _rows_cpu(x: Any, out: Any, log: bool) -> Any:
     out = _validate_rows(x, out)
     if x.size:
         kernels = _cpu_kernels(x.dtype)
-        kernels.rows_inplace(x, log) if same_buffer(out, x) else kernels.rows(x, log, out)
+        kernels.rows_inplace(x, log) if c.same_buffer(out, x) else kernels.rows(x, log, out)
     return out
 
 
@@ -357,7 +350,7 @@ def softmax_xent_cuda(logits: Any, labels: Any, smoothing: float = 0.0, dlogits_
     loss = xp.zeros(1, dtype=logits.dtype)
     launch = (blocks, threads, c.current_stream())
     smoothing = logits.dtype.type(smoothing)
-    if same_buffer(dlogits, logits):
+    if c.same_buffer(dlogits, logits):
         xd, yd, ld = c.cuda_args(logits, labels, loss)
         kernels.xent_inplace[launch](xd, yd, smoothing, ld)
     else:
@@ -373,7 +366,7 @@ def _rows_cuda(x: Any, out: Any, log: bool) -> Any:
     blocks, threads = _row_launch(*x.shape)
     kernels = _cuda_kernels(x.dtype, threads)
     launch = (blocks, threads, c.current_stream())
-    if same_buffer(out, x):
+    if c.same_buffer(out, x):
         kernels.rows_inplace[launch](*c.cuda_args(x), log)
     else:
         xd, od = c.cuda_args(x, out)

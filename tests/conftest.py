@@ -21,10 +21,17 @@ def _real_gpu() -> bool:
 if "NUMBA_ENABLE_CUDASIM" not in os.environ:
     os.environ["NUMBA_ENABLE_CUDASIM"] = "0" if _real_gpu() else "1"
 
+import sys  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from tests.support import GPU_REASON, HAVE_GPU, SIMULATOR  # noqa: E402
+
+if SIMULATOR:
+    # The simulator's syncthreads hands the GIL between Python threads; with the default 5 ms
+    # switch interval every barrier of a block reduction costs milliseconds.
+    sys.setswitchinterval(1e-4)
 
 
 def pytest_report_header(config):

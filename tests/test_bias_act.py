@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from gpudnn.kernels import activations as A
-from tests.support import IMPLS, op, tolerance
+from gpudnn.kernels import bias_act as bias_act_module
+from tests.support import IMPLS, op, to_device, tolerance
 
 SHAPES = [(1, 1), (7, 13), (300, 257)]
 DTYPES = [np.float32, np.float64]
@@ -89,16 +90,18 @@ BAD = [
     (lambda x, b: (x, b[:-1]), ValueError, "b must have shape"),
     (lambda x, b: (x.ravel(), b), ValueError, "x must be 2-D"),
     (lambda x, b: (x.tolist(), b), TypeError, "x must be a NumPy or CuPy array"),
+    (lambda x, b: (x, b.tolist()), TypeError, "b must be a NumPy or CuPy array"),
 ]
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("mutate,error,message", BAD)
 def test_bad_arguments_are_named(impl, mutate, error, message):
-    x, b = np.ones((6, 8), np.float32), np.ones(8, np.float32)
-    bx, bb = mutate(x, b)
+    # Built where the kernel runs (on the GPU for cuda when present), so strides survive.
+    place = to_device if impl == "cuda" else (lambda a: a)
+    bx, bb = mutate(place(np.ones((6, 8), np.float32)), place(np.ones(8, np.float32)))
     with pytest.raises(error, match=message):
-        op("bias_act", "bias_act", impl)(bx, bb, "relu")
+        getattr(bias_act_module, f"bias_act_{impl}")(bx, bb, "relu")
 
 
 @pytest.mark.parametrize("impl", ["ref", "cpu"])

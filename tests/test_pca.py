@@ -286,6 +286,7 @@ def test_constant_data_give_zeros_not_nan(solver):
     np.testing.assert_array_equal(model.mean_, X[0])
     np.testing.assert_array_equal(model.transform(X), 0.0)
     np.testing.assert_allclose(model.inverse_transform(model.transform(X)), X)
+    assert PCA(0.5, svd_solver=solver if solver != "randomized" else "full").fit(X).n_components_ == 1
 
 
 def test_estimator_protocol():

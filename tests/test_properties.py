@@ -1,0 +1,179 @@
+"""Property-based tests over every kernel wrapper: arbitrary shapes (0 and 1 included), dtypes,
+strides, aliasing, NaN/Inf and bad labels. Each call either agrees with the reference or raises
+a TypeError/ValueError naming an argument, and a refused call has written nothing."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+DTYPES = [np.float32, np.float64, np.float32, np.float64, np.float16, np.int32, np.bool_, object]
+VALID = (np.float32, np.float64)
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+TRIED = {"calls": 0, "refused": 0}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _report():
+    yield
+    print(f"\nproperty calls: {TRIED['calls']}, refused with a clear error: {TRIED['refused']}")
+
+
+@st.composite
+def arrays(draw, shape: tuple[int, ...] | None = None, dtype: Any = None) -> np.ndarray:
+    """An array that may be non-contiguous, of an odd dtype, with NaN/Inf or huge values."""
+    if shape is None:
+        shape = (draw(st.integers(0, 6)), draw(st.integers(0, 6)))
+    dtype = dtype if dtype is not None else draw(st.sampled_from(DTYPES))
+    base = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).standard_normal(shape) * 3
+    special = draw(st.sampled_from([None, np.nan, np.inf, -np.inf, 1e4, -1e4]))
+    if special is not None and base.size:
+        base.flat[draw(st.integers(0, base.size - 1))] = special
+    a = base.astype(dtype) if dtype is not object else base.astype(object)
+    layout = draw(st.sampled_from(["c", "c", "c", "transposed", "sliced"]))
+    if layout == "transposed" and a.ndim == 2:
+        a = np.ascontiguousarray(a.T).T
+    elif layout == "sliced" and a.ndim == 2:
+        a = np.repeat(a, 2, axis=1)[:, ::2]
+    return a
+
+
+def clone(a: Any) -> Any:
+    """A copy with the same strides (a plain .copy() would make it contiguous)."""
+    if not isinstance(a, np.ndarray) or a.size == 0 or a.dtype == object or a.flags.c_contiguous:
+        return a.copy() if isinstance(a, np.ndarray) else a
+    span = 1 + sum((n - 1) * st // a.itemsize for n, st in zip(a.shape, a.strides))
+    c = np.lib.stride_tricks.as_strided(np.empty(span, a.dtype), a.shape, a.strides)
+    c[...] = a
+    return c
+
+
+def kernel(module: str, name: str, impl: str) -> Callable[..., Any]:
+    return getattr(importlib.import_module(f"gpudnn.kernels.{module}"), f"{name}_{impl}")
+
+
+def valid(*arrays_: Any) -> bool:
+    return all(a is None or (isinstance(a, np.ndarray) and a.dtype in VALID and a.flags.c_contiguous)
+               for a in arrays_) and len({a.dtype for a in arrays_ if a is not None}) <= 1
+
+
+def check(module: str, name: str, args: tuple, kwargs: dict, names: list[str], expect_ok: bool | None) -> None:
+    """CPU kernel vs reference: same answer, or the same clear refusal with inputs untouched.
+
+    expect_ok: True, the call is valid and must compute; False, it must be refused; None, either."""
+    TRIED["calls"] += 1
+    inputs = [a for a in args if isinstance(a, np.ndarray)]
+    snapshot = [a.copy() for a in inputs]
+    results = {}
+    for impl in ("ref", "cpu"):
+        copies = [clone(a) for a in args]
+        if len(args) > 1 and args[0] is args[1]:  # keep deliberate aliasing
+            copies[1] = copies[0]
+        try:
+            results[impl] = kernel(module, name, impl)(*copies, **kwargs)
+        except (TypeError, ValueError) as exc:
+            message = str(exc)
+            assert any(n in message for n in names), f"{impl}: error does not name an argument: {message}"
+            results[impl] = exc
+    for a, before in zip(inputs, snapshot):
+        if a.dtype != object:  # the calls got clones; the originals never change
+            np.testing.assert_array_equal(a, before)
+    ref, cpu = results["ref"], results["cpu"]
+    assert type(ref) is type(cpu) or not (isinstance(ref, Exception) or isinstance(cpu, Exception)), (ref, cpu)
+    if isinstance(ref, Exception):
+        TRIED["refused"] += 1
+        assert expect_ok is not True, f"refused a valid call: {ref}"
+        return
+    assert expect_ok is not False, f"{name} accepted an invalid call with {[getattr(a, 'dtype', a) for a in args]}"
+    for r, c in zip(ref if isinstance(ref, tuple) else (ref,), cpu if isinstance(cpu, tuple) else (cpu,)):
+        if r is None:
+            continue
+        r, c = np.asarray(r, dtype=np.float64), np.asarray(c, dtype=np.float64)
+        np.testing.assert_allclose(c, r, rtol=2e-4, atol=2e-5, equal_nan=True)
+        # No silent NaN: NaN appears in an output only where an input had NaN or +-Inf.
+        if np.isnan(c).any():
+            assert any(not np.all(np.isfinite(np.asarray(a, dtype=np.float64))) for a in inputs), "NaN from finite input"
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from(["relu", "sigmoid", "gelu", "softplus", "leaky_relu"]))
+def test_bias_act(data, activation):
+    x = data.draw(arrays())
+    b = data.draw(st.one_of(st.none(), arrays(shape=(x.shape[1],) if x.ndim == 2 else (1,))))
+    check("bias_act", "bias_act", (x, b, activation), {}, ["x", "b"], valid(x, b))
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from(["relu", "tanh", "gelu_tanh", "silu"]), st.booleans())
+def test_bias_act_backward(data, activation, from_output):
+    dy = data.draw(arrays())
+    saved = data.draw(arrays(shape=dy.shape))
+    from_output = from_output and activation in ("relu", "tanh")
+    check("bias_act_backward", "bias_act_backward", (dy, saved, activation), {"from_output": from_output},
+          ["dy", "saved"], valid(dy, saved))
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from([np.int64, np.int32, np.float32, np.uint8]), st.integers(-2, 8))
+def test_softmax_xent(data, label_dtype, high):
+    logits = data.draw(arrays())
+    n = logits.shape[0] if logits.ndim == 2 else 0
+    labels = np.random.default_rng(data.draw(st.integers(0, 99))).integers(min(high, 0), max(high, 1), n)
+    labels = labels.astype(label_dtype)
+    k = logits.shape[1] if logits.ndim == 2 else 0
+    ok = valid(logits) and n > 0 and k > 0 and label_dtype in (np.int64, np.int32) and \
+        bool(np.all((labels >= 0) & (labels < k)))
+    check("softmax_xent", "softmax_xent", (logits, labels), {}, ["logits", "labels"], ok)
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from(["softmax", "log_softmax"]))
+def test_softmax(data, name):
+    x = data.draw(arrays())
+    check("softmax_xent", name, (x,), {}, ["x"], valid(x))
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from(["bce_logits", "mse"]))
+def test_pointwise_losses(data, name):
+    a = data.draw(arrays())
+    t = data.draw(arrays(shape=a.shape))
+    if name == "bce_logits" and t.dtype in VALID:
+        t = np.clip(np.abs(t) / 10, 0, 1).astype(t.dtype) if data.draw(st.booleans()) else t
+    ok = valid(a, t) and a.size > 0 and (name == "mse" or bool(np.all((t >= 0) & (t <= 1))))
+    check("losses", name, (a, t), {}, ["logits", "targets", "pred", "target"], ok)
+
+
+@SETTINGS
+@given(st.data(), st.floats(-0.5, 1.5), st.integers(-3, 2**63 + 5))
+def test_dropout(data, p, seed):
+    x = data.draw(arrays())
+    ok = valid(x) and 0 <= p < 1 and 0 <= seed < 2**63
+    for name in ("dropout", "dropout_backward"):
+        check("dropout", name, (x, p, seed), {}, ["x", "dy", "p", "seed"], ok)
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from(["sgd_", "adam_", "rmsprop_"]), st.floats(-1, 1), st.booleans())
+def test_optimizer_updates(data, name, lr, alias):
+    n = data.draw(st.integers(0, 9))
+    dtype = data.draw(st.sampled_from(DTYPES))
+    param = data.draw(arrays(shape=(n,), dtype=dtype))
+    grad = param if alias else data.draw(arrays(shape=(n,), dtype=dtype))
+    states = [np.zeros(n, dtype=param.dtype) for _ in range(2)]
+    hyper: dict[str, Any] = {"lr": lr}
+    if name == "sgd_":
+        args, hyper = (param, grad, states[0]), {**hyper, "momentum": 0.9, "first_step": True}
+    elif name == "adam_":
+        args, hyper = (param, grad, *states), {**hyper, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "step": 1}
+    else:
+        args, hyper = (param, grad, states[0]), {**hyper, "alpha": 0.99, "eps": 1e-8}
+    ok = valid(*args) and lr >= 0 and not alias
+    if alias and n == 0:
+        ok = None  # aliasing empty arrays is harmless: accepting or refusing are both fine
+    check("optim", name, args, hyper, ["param", "grad", "lr", "momentum_buf", "exp_avg", "square_avg"], ok)
