@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import gpudnn as gd
+from tests.support import SIMULATOR
 
 
 @pytest.fixture(autouse=True)
@@ -121,3 +122,31 @@ def test_sigkill_during_save_leaves_the_previous_checkpoint_intact(tmp_path):
         for p in ckpt.model.parameters():
             np.testing.assert_array_equal(p.data, epoch)
     assert kills == 6
+
+
+@pytest.mark.skipif(not SIMULATOR, reason="the simulated CUDA backend needs NUMBA_ENABLE_CUDASIM=1")
+@pytest.mark.parametrize("source,target", [("cudasim", "numpy"), ("numpy", "cudasim")])
+def test_checkpoints_move_between_backends(source, target, tmp_path):
+    with gd.use_backend(source):
+        X, y, model = small_problem()
+        opt = gd.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        gd.fit(model, gd.SoftmaxCrossEntropy(), opt, X, y, epochs=1, batch_size=32, progress=False)
+        gd.save_checkpoint(tmp_path / "c.npz", model, opt, epoch=1)
+        expected = model.backend.to_numpy(model(model.backend.asarray(X)))
+    with gd.use_backend(target) as b:
+        ckpt = gd.load_checkpoint(tmp_path / "c.npz")
+        assert ckpt.model.backend is b
+        opt = gd.SGD(ckpt.model.parameters(), lr=0.1, momentum=0.9)
+        gd.load_checkpoint(tmp_path / "c.npz", ckpt.model, opt)
+        np.testing.assert_allclose(b.to_numpy(ckpt.model(b.asarray(X))), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_gpu_checkpoint_loads_on_cpu(tmp_path):
+    with gd.use_backend("cupy") as gpu:
+        X, y, model = small_problem()
+        gd.save_checkpoint(tmp_path / "g.npz", model)
+        expected = gpu.to_numpy(model(gpu.asarray(X)))
+    with gd.use_backend("numpy"):
+        ckpt = gd.load_checkpoint(tmp_path / "g.npz")
+        np.testing.assert_allclose(ckpt.model(X), expected, rtol=1e-4, atol=1e-5)

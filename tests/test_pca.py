@@ -82,12 +82,14 @@ def assert_like_sklearn(ours, sk, X, rtol=1e-9, atol_components=1e-8):
 # ----------------------------------------------------------------------------- against scikit-learn
 
 
+def _solver_cases(n_components):
+    """(solver, n_components) pairs scikit-learn accepts: randomized takes an int only."""
+    return [(s, k) for s in SOLVERS for k in n_components if s != "randomized" or isinstance(k, int)]
+
+
 @pytest.mark.parametrize("whiten", [False, True])
-@pytest.mark.parametrize("n_components", [4, 0.95, None, "mle"])
-@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("solver, n_components", _solver_cases([4, 0.95, None, "mle"]))
 def test_matches_sklearn_random(rng, solver, n_components, whiten):
-    if solver == "randomized" and not isinstance(n_components, int):
-        pytest.skip("the randomized solver takes an int n_components only (as in scikit-learn)")
     X = low_rank(rng)
     kw = dict(n_components=n_components, svd_solver=solver, whiten=whiten, random_state=3)
     ours, sk = PCA(**kw).fit(X), SkPCA(**kw).fit(X)
@@ -103,12 +105,9 @@ def test_matches_sklearn_random(rng, solver, n_components, whiten):
 
 
 @pytest.mark.parametrize("whiten", [False, True])
-@pytest.mark.parametrize("n_components", [10, 0.8, None])
-@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("solver, n_components", _solver_cases([10, 0.8, None]))
 def test_matches_sklearn_digits(digits, solver, n_components, whiten):
     """Real, rank-deficient data (constant pixels): components compared where they are determined."""
-    if solver == "randomized" and not isinstance(n_components, int):
-        pytest.skip("the randomized solver takes an int n_components only (as in scikit-learn)")
     kw = dict(n_components=n_components, svd_solver=solver, whiten=whiten, random_state=0)
     ours, sk = PCA(**kw).fit(digits), SkPCA(**kw).fit(digits)
     assert_like_sklearn(ours, sk, digits, atol_components=1e-7)
