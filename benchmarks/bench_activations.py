@@ -6,8 +6,8 @@ every call), the same expression in PyTorch CPU when importable (one thread, lik
 a copy of one operand into a preallocated array. GB/s counts the minimum bytes an op must move
 (read inputs once, write outputs once) over the gpudnn time; ``copy_frac`` is that against the
 copy's GB/s (bytes read + written) from the same rounds, so machine noise hits both alike.
-On a GPU (CuPy + a device) the same rows run as CUDA kernel vs CuPy unfused vs torch CUDA, with
-the host-side launch overhead of the gpudnn call.
+On a GPU (CuPy + a device) the same rows run as CUDA kernel vs CuPy unfused (in the ``numpy_*``
+columns) vs torch CUDA, with the host-side launch overhead of the gpudnn call.
 
 Targets (4096 x 4096 float32): bias + relu forward >= 5x NumPy, relu backward + bias grad >= 3x NumPy.
 """

@@ -34,7 +34,7 @@ def _gpudnn_step(backend_kind: str, batch: int, sizes: tuple[int, ...]) -> tuple
     def step() -> None:
         logits = model.forward(x, train=True)
         _, dlogits = loss_fn.forward_backward(logits, y)
-        model.backward(dlogits)
+        model.backward(dlogits, overwrite_dy=True)
         opt.step()
         opt.zero_grad()
 

@@ -159,7 +159,7 @@ def gpu_rows(n: int) -> list[dict[str, Any]]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    rows = cpu_rows(2_000 if quick else 20_000, rounds=3 if quick else 7)
+    rows = cpu_rows(2_000 if quick else 20_000, rounds=3 if quick else 11)
     rows += gpu_rows(20_000 if quick else 1_000_000)
     fit = rows[0]
     # scikit-learn's float32 X^T X - n mean mean^T carries errors of its own (ev_rel_err_sklearn_vs_f64);

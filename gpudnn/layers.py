@@ -1,7 +1,8 @@
 """Layers: Dense, Activation, Dropout and Sequential, written only against the Backend.
 
 A layer's ``forward(x, train=True)`` keeps what its ``backward`` needs; ``backward(dy)``
-accumulates parameter gradients and returns dx. Arrays returned in training mode are workspaces
+accumulates parameter gradients and returns dx. ``backward(dy, overwrite_dy=True)`` lets the
+layer reuse dy's memory for its own work (Sequential does so for arrays it owns). Arrays returned in training mode are workspaces
 reused by the layer's next call (copy them to keep them); inference (``train=False``) returns
 fresh arrays.
 """
@@ -43,7 +44,7 @@ class Layer:
     def forward(self, x: Any, train: bool = False) -> Any:
         raise NotImplementedError
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy: Any, *, overwrite_dy: bool = False) -> Any:
         raise NotImplementedError
 
     def __call__(self, x: Any) -> Any:
@@ -119,14 +120,15 @@ class Dense(Layer):
         self._x = x
         return y
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy: Any, *, overwrite_dy: bool = False) -> Any:
         b, x, saved = self.backend, self._saved(self._x), self._act_saved
         dy = b.check("dy", dy)
         if dy.shape != saved.shape:
             raise ValueError(f"dy must have shape {tuple(saved.shape)} (the forward output), got {tuple(dy.shape)}")
+        dz_out = dy if overwrite_dy and dy.dtype == saved.dtype else self.ws.get(b, "dz", dy.shape, dy.dtype)
         dz, db = b.bias_act_backward(
             dy, saved, self.code, self.alpha, from_output=self.code in FROM_OUTPUT,
-            dz_out=self.ws.get(b, "dz", dy.shape, dy.dtype), db_out=self.ws.get(b, "db", (self.out_features,), dy.dtype))
+            dz_out=dz_out, db_out=self.ws.get(b, "db", (self.out_features,), dy.dtype))
         self.W.accumulate_matmul(x, dz, transpose_a=True, scratch=self.ws.get(b, "dW", self.W.shape, dy.dtype))
         self.b.accumulate(db)
         if not self.needs_input_grad:
@@ -159,10 +161,10 @@ class Activation(Layer):
         self._saved_value = y if self.code in FROM_OUTPUT else x
         return y
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy: Any, *, overwrite_dy: bool = False) -> Any:
         b, saved = self.backend, self._saved(self._saved_value)
         dx, _ = b.bias_act_backward(dy, saved, self.code, self.alpha, from_output=self.code in FROM_OUTPUT,
-                                    dz_out=self.ws.get(b, "dx", dy.shape, dy.dtype),
+                                    dz_out=dy if overwrite_dy else self.ws.get(b, "dx", dy.shape, dy.dtype),
                                     db_out=self.ws.get(b, "db", (dy.shape[1],), dy.dtype))
         return dx
 
@@ -193,12 +195,12 @@ class Dropout(Layer):
         self._seed = b.next_seed()
         return b.dropout(x, self.p, self._seed, out=self.ws.get(b, "y", x.shape, x.dtype))
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy: Any, *, overwrite_dy: bool = False) -> Any:
         seed = self._saved(self._seed)
         if seed < 0:
             return dy
         b = self.backend
-        return b.dropout_backward(dy, self.p, seed, out=self.ws.get(b, "dx", dy.shape, dy.dtype))
+        return b.dropout_backward(dy, self.p, seed, out=dy if overwrite_dy else self.ws.get(b, "dx", dy.shape, dy.dtype))
 
 
 LAYER_TYPES: dict[str, type[Layer]] = {"Dense": Dense, "Activation": Activation, "Dropout": Dropout}

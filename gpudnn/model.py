@@ -59,9 +59,17 @@ class Sequential(Layer):
             x = layer.forward(x, train=train)
         return x
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy: Any, *, overwrite_dy: bool = False) -> Any:
+        """The chain rule through every layer; returns dx (None when the first layer needs none).
+
+        Gradients between layers live in the layers' workspaces, which the next layer down may
+        overwrite; the caller's ``dy`` is overwritten only with ``overwrite_dy=True``.
+        """
+        original = dy
         for layer in reversed(self.layers):
-            dy = layer.backward(dy)
+            dy = layer.backward(dy, overwrite_dy=overwrite_dy or dy is not original)
+            if dy is None:
+                break
         return dy
 
     def zero_grad(self) -> None:

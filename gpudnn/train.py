@@ -211,7 +211,7 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
                 optimizer.lr = base_lr * schedule(epoch + step / steps_per_epoch)
             logits = model.forward(xb, train=True)
             loss, dlogits = loss_fn.forward_backward(logits, yb)
-            model.backward(dlogits)
+            model.backward(dlogits, overwrite_dy=True)
             loss_value, finite = _finite_step(b, loss + optimizer.penalty(), optimizer)
             if not finite:
                 where = f"epoch {epoch + 1}, step {step + 1} of {steps_per_epoch}"

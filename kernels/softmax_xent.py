@@ -73,7 +73,10 @@ def softmax_xent_ref(logits: Any, labels: Any, smoothing: float = 0.0, dlogits_o
     log_p = _log_softmax(logits)
     t = xp.full(logits.shape, smoothing / k, dtype=logits.dtype)
     t[xp.arange(n), labels] += 1 - smoothing
-    loss = -(t * log_p).sum(dtype=xp.float64) / n
+    # The one-hot and smoothing terms apart, so a -inf logit of a zero-weight class adds 0, not 0 * inf.
+    loss = -(1 - smoothing) * log_p[xp.arange(n), labels].sum(dtype=xp.float64) / n
+    if smoothing:
+        loss = loss - smoothing * log_p.mean(axis=1, dtype=xp.float64).sum() / n
     dlogits[...] = (xp.exp(log_p) - t) / n
     return xp.asarray(loss, dtype=logits.dtype), dlogits
 

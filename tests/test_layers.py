@@ -133,3 +133,18 @@ def test_clear_errors():
         model([[0.0] * 4])
     with pytest.raises(TypeError, match="float64 but the layer's weights are float32"):
         model(np.zeros((2, 4)))
+
+
+def test_backward_leaves_the_callers_gradient_alone_unless_allowed(rng):
+    model = gd.Sequential(gd.Dense(4, 6, activation="relu", dtype=np.float64), gd.Dropout(0.3),
+                          gd.Dense(6, 3, activation="gelu", dtype=np.float64))
+    x, dy = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+    model.forward(x, train=True)
+    kept = dy.copy()
+    model.backward(dy)
+    np.testing.assert_array_equal(dy, kept)
+    grads = [p.grad.copy() for p in model.parameters()]
+    model.zero_grad()
+    model.backward(dy, overwrite_dy=True)  # same gradients, dy used as scratch
+    for p, g in zip(model.parameters(), grads):
+        np.testing.assert_allclose(p.grad, g, rtol=1e-12)
