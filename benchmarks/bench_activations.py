@@ -31,14 +31,6 @@ COLUMNS = ["device", "op", "activation", "shape", "gpudnn_ms", "in_place_ms", "n
            "vs_numpy", "vs_torch", "gbps", "copy_frac"]
 
 
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
-
-
 def _erf(xp: Any) -> Callable[[Any], Any] | None:
     """erf for the unfused GELU expression (NumPy has none: SciPy's, or CuPy's)."""
     try:
@@ -99,7 +91,7 @@ def _cases(xp: Any, shape: tuple[int, int], impl: str) -> list[tuple[str, str, i
         ("dropout", "", 2 * size * itemsize,
          {"gpudnn": lambda: drop(x, DROPOUT_P, 12345, out=out), "numpy": np_dropout}),
     ]
-    torch = _torch()
+    torch = harness.optional_torch()
     if torch is not None:
         as_t = (lambda a: torch.from_numpy(a)) if xp is np else (lambda a: torch.as_tensor(a, device="cuda"))
         tx, tb, tdy, ty_relu, ty_sig = (as_t(a) for a in (x, b, dy, y_relu, y_sigmoid))
@@ -152,31 +144,13 @@ def _launch_overhead_us(xp: Any) -> float:
 
     x = xp.ones((32, 32), np.float32)
     b, out = xp.zeros(32, np.float32), xp.empty((32, 32), np.float32)
-    for _ in range(10):
-        bias_act_cuda(x, b, "relu", out=out)
-    xp.cuda.get_current_stream().synchronize()
-    calls = 1000
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        bias_act_cuda(x, b, "relu", out=out)
-    elapsed = time.perf_counter() - t0
-    xp.cuda.get_current_stream().synchronize()
-    return elapsed / calls * 1e6
-
-
-def _gpu_available() -> bool:
-    try:
-        from gpudnn.backend import cupy_status
-
-        return bool(cupy_status()[0])
-    except Exception:
-        return False
+    return harness.host_launch_us(lambda: bias_act_cuda(x, b, "relu", out=out), xp.cuda.get_current_stream().synchronize)
 
 
 def run(quick: bool = False) -> dict[str, Any]:
     shape = QUICK_SHAPE if quick else SHAPE
     rounds = 3 if quick else 15
-    torch = _torch()
+    torch = harness.optional_torch()
     threads = torch.get_num_threads() if torch else None
     if torch:
         torch.set_num_threads(1)  # the CPU kernels are single-threaded
@@ -187,15 +161,10 @@ def run(quick: bool = False) -> dict[str, Any]:
             torch.set_num_threads(threads)
     result: dict[str, Any] = {"dtype": "float32", "host_copy_gbps": harness.host_copy_gbps(rounds=3 if quick else 7),
                               "torch_threads_cpu": 1 if torch else None, "rows": rows}
-    if _gpu_available():
+    if harness.gpu_available():
         import cupy
 
-        stream_sync = cupy.cuda.get_current_stream().synchronize
-
-        def sync() -> None:
-            stream_sync()
-            if torch is not None:
-                torch.cuda.synchronize()
+        sync = harness.device_sync(torch)
 
         device_gbps = harness.device_copy_gbps()
         rows += _rows("gpu", cupy, shape, "cuda", rounds, sync)

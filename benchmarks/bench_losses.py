@@ -32,14 +32,6 @@ COLUMNS = ["device", "op", "shape", "gpudnn_ms", "numpy_ms", "torch_ms", "numba_
            "torch_ratio", "gbps", "copy_frac"]
 
 
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
-
-
 def _numpy_xent(xp: Any, x: Any, y: Any) -> Callable[[], Any]:
     rows = xp.arange(x.shape[0])
 
@@ -118,7 +110,7 @@ def _cases(xp: Any, impl: str, xent_shape: tuple[int, int], shape: tuple[int, in
         ("mse", shape, elementwise_bytes,
          {"gpudnn": lambda: get("mse")(x, target, grad_out=grad), "numpy": _numpy_mse(x, target)}),
     ]
-    torch = _torch()
+    torch = harness.optional_torch()
     if torch is not None:
         as_t = (lambda a: torch.from_numpy(a)) if xp is np else (lambda a: torch.as_tensor(a, device="cuda"))
         F = torch.nn.functional
@@ -183,25 +175,8 @@ def _launch_overhead_us(xp: Any) -> float:
     from gpudnn.kernels.softmax_xent import softmax_xent_cuda
 
     x, y, g = xp.zeros((32, 10), np.float32), xp.zeros(32, np.int64), xp.empty((32, 10), np.float32)
-    for _ in range(10):
-        softmax_xent_cuda(x, y, dlogits_out=g)
-    xp.cuda.get_current_stream().synchronize()
-    calls = 1000
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        softmax_xent_cuda(x, y, dlogits_out=g)
-    elapsed = time.perf_counter() - t0
-    xp.cuda.get_current_stream().synchronize()
-    return elapsed / calls * 1e6
-
-
-def _gpu_available() -> bool:
-    try:
-        from gpudnn.backend import cupy_status
-
-        return bool(cupy_status()[0])
-    except Exception:
-        return False
+    return harness.host_launch_us(lambda: softmax_xent_cuda(x, y, dlogits_out=g),
+                                  xp.cuda.get_current_stream().synchronize)
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -212,18 +187,13 @@ def run(quick: bool = False) -> dict[str, Any]:
     rows = _loss_rows("cpu", np, "cpu", xent_shape, shape, rounds, copy_gbps, lambda: None)
     exp_row = _exp_row(shape[0] * shape[1] // 2, rounds, copy_gbps)
     rows.append(exp_row)
-    torch = _torch()
+    torch = harness.optional_torch()
     result: dict[str, Any] = {"dtype": "float32", "host_copy_gbps": copy_gbps,
                               "torch_threads": torch.get_num_threads() if torch else None, "rows": rows}
-    if _gpu_available():
+    if harness.gpu_available():
         import cupy
 
-        stream_sync = cupy.cuda.get_current_stream().synchronize
-
-        def sync() -> None:
-            stream_sync()
-            if torch is not None:
-                torch.cuda.synchronize()
+        sync = harness.device_sync(torch)
 
         device_gbps = harness.device_copy_gbps()
         rows += _loss_rows("gpu", cupy, "cuda", xent_shape, shape, rounds, device_gbps, sync)

@@ -31,14 +31,6 @@ COLUMNS = ["device", "op", "size", "gpudnn_ms", "numpy_ms", "torch_ms", "torch_1
            "gbps", "copy_frac"]
 
 
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
-
-
 def _adam_unfused(xp: Any, p: Any, g: Any, state: list[Any], tmp: Any, decay: float = 1.0) -> None:
     """The step as separate array expressions (what one writes without a fused kernel), via ``tmp``."""
     b1, b2 = BETAS
@@ -144,7 +136,7 @@ def _on_one_thread(torch: Any, fn: Callable[[], Any]) -> None:
 
 def _rows(device: str, xp: Any, n: int, impl: str, rounds: int, copy_gbps: float,
           sync: Callable[[], None]) -> list[dict[str, Any]]:
-    torch = _torch()
+    torch = harness.optional_torch()
     rows = []
     for name, case in CASES.items():
         times = harness.interleaved(_variants(name, xp, n, impl, torch), rounds=rounds, sync=sync)
@@ -164,26 +156,8 @@ def _launch_overhead_us(xp: Any) -> float:
     from gpudnn.kernels.optim import adam__cuda
 
     p, g, m, v = (xp.zeros(1024, np.float32) for _ in range(4))
-    step = lambda: adam__cuda(p, g, m, v, lr=LR, step=STEP)  # noqa: E731
-    for _ in range(10):
-        step()
-    xp.cuda.get_current_stream().synchronize()
-    calls = 1000
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        step()
-    elapsed = time.perf_counter() - t0
-    xp.cuda.get_current_stream().synchronize()
-    return elapsed / calls * 1e6
-
-
-def _gpu_available() -> bool:
-    try:
-        from gpudnn.backend import cupy_status
-
-        return bool(cupy_status()[0])
-    except Exception:
-        return False
+    return harness.host_launch_us(lambda: adam__cuda(p, g, m, v, lr=LR, step=STEP),
+                                  xp.cuda.get_current_stream().synchronize)
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -191,10 +165,10 @@ def run(quick: bool = False) -> dict[str, Any]:
     rounds = 3 if quick else 11
     copy_gbps = harness.host_copy_gbps(rounds=3 if quick else 7)
     rows = _rows("cpu", np, n, "cpu", rounds, copy_gbps, lambda: None)
-    torch = _torch()
+    torch = harness.optional_torch()
     result: dict[str, Any] = {"dtype": "float32", "size": n, "host_copy_gbps": copy_gbps,
                               "torch_threads": torch.get_num_threads() if torch else None, "rows": rows}
-    if _gpu_available():
+    if harness.gpu_available():
         import cupy
 
         stream_sync = cupy.cuda.get_current_stream().synchronize

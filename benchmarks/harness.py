@@ -56,6 +56,52 @@ def device_copy_gbps(nbytes: int = 1024 * 2**20, rounds: int = 11) -> float:
     return 2 * nbytes / t / 1e9
 
 
+def host_launch_us(call: Callable[[], Any], sync: Callable[[], None], calls: int = 1000) -> float:
+    """Host microseconds per ``call`` (a kernel launch), measured without waiting for the device."""
+    for _ in range(10):
+        call()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        call()
+    elapsed = time.perf_counter() - t0
+    sync()
+    return elapsed / calls * 1e6
+
+
+def device_sync(torch: Any = None) -> Callable[[], None]:
+    """Waits for CuPy's current stream, and for torch's CUDA work when torch is given."""
+    import cupy
+
+    stream_sync = cupy.cuda.get_current_stream().synchronize
+
+    def sync() -> None:
+        stream_sync()
+        if torch is not None:
+            torch.cuda.synchronize()
+
+    return sync
+
+
+def optional_torch() -> Any:
+    """The torch module when installed, else None (its rows are then left out)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def gpu_available() -> bool:
+    """Whether CuPy and numba-cuda can run on a real GPU here."""
+    try:
+        from gpudnn.backend import cupy_status
+
+        return bool(cupy_status()[0])
+    except Exception:
+        return False
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     info: dict[str, Any] = {

@@ -37,6 +37,18 @@ class Loss:
         return {"type": type(self).__name__}
 
 
+def _target_matrix(y: np.ndarray, n_outputs: int | None) -> np.ndarray:
+    """Real-valued targets as a (samples, outputs) float64 matrix, checked for width and finiteness."""
+    if y.dtype.kind not in "fiub":
+        raise TypeError(f"y must be numeric, got dtype {y.dtype}")
+    y = y.reshape(len(y), -1) if y.ndim == 1 else y
+    if n_outputs is not None and y.shape[1] != n_outputs:
+        raise ValueError(f"y must have {n_outputs} columns for a model with {n_outputs} outputs, got {y.shape}")
+    if not np.all(np.isfinite(y)):
+        raise ValueError("y contains NaN or Inf")
+    return y.astype(np.float64)
+
+
 class SoftmaxCrossEntropy(Loss):
     """Mean over the batch of ``-sum_j t_j log softmax(logits)_j`` with integer labels, where
     ``t = (1 - label_smoothing) * onehot(label) + label_smoothing / k``; grad = (softmax - t) / n."""
@@ -90,12 +102,10 @@ class BinaryCrossEntropy(Loss):
         return b.bce_logits(logits, targets.reshape(logits.shape), grad_out=grad)
 
     def check_targets(self, y: np.ndarray, n_outputs: int | None) -> np.ndarray:
-        y = y.reshape(len(y), -1) if y.ndim == 1 else y
-        if n_outputs is not None and y.shape[1] != n_outputs:
-            raise ValueError(f"y must have {n_outputs} columns for a model with {n_outputs} outputs, got {y.shape}")
-        if not np.all(np.isfinite(y)) or np.any((y < 0) | (y > 1)):
+        y = _target_matrix(y, n_outputs)
+        if np.any((y < 0) | (y > 1)):
             raise ValueError("y must hold binary targets in [0, 1]")
-        return y.astype(np.float64)
+        return y
 
 
 class MSELoss(Loss):
@@ -107,12 +117,7 @@ class MSELoss(Loss):
         return b.mse(pred, target.reshape(pred.shape), grad_out=grad)
 
     def check_targets(self, y: np.ndarray, n_outputs: int | None) -> np.ndarray:
-        y = y.reshape(len(y), -1) if y.ndim == 1 else y
-        if n_outputs is not None and y.shape[1] != n_outputs:
-            raise ValueError(f"y must have {n_outputs} columns for a model with {n_outputs} outputs, got {y.shape}")
-        if not np.all(np.isfinite(y)):
-            raise ValueError("y contains NaN or Inf")
-        return y.astype(np.float64)
+        return _target_matrix(y, n_outputs)
 
 
 LOSSES = {"SoftmaxCrossEntropy": SoftmaxCrossEntropy, "BinaryCrossEntropy": BinaryCrossEntropy, "MSELoss": MSELoss}

@@ -199,6 +199,8 @@ class RMSprop(Optimizer):
                  momentum: float = 0.0, centered: bool = False, **regularization: Any) -> None:
         self.alpha = _nonneg("alpha", alpha, upper=1.0, upper_open=True)
         self.eps = _nonneg("eps", eps)
+        if self.eps == 0:
+            raise ValueError("eps must be > 0")
         self.momentum = _nonneg("momentum", momentum)
         self.centered = bool(centered)
         super().__init__(params, lr, **regularization)

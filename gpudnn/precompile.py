@@ -32,7 +32,9 @@ def precompile(dtypes: Iterable[Any] = ("float32",), backend: Any = None, verbos
         b.mse(x, b.zeros(x.shape, dtype))
         b.dropout_backward(b.dropout(x, 0.5, 1), 0.5, 1)
         p, g, m, v = (b.zeros((4,), dtype) for _ in range(4))
-        b.sgd_(p, g, m, lr=0.1, momentum=0.9, first_step=True)
+        for first_step in (True, False):
+            b.sgd_(p, g, m, lr=0.1, momentum=0.9, first_step=first_step)
+        b.sgd_(p, g, None, lr=0.1)
         b.adam_(p, g, m, v, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=1)
         b.rmsprop_(p, g, v, lr=1e-3, alpha=0.99, eps=1e-8)
     b.synchronize()

@@ -8,8 +8,10 @@ Nothing in this module imports numba or CuPy at import time.
 from __future__ import annotations
 
 import functools
+import math
 import os
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
 
 import numpy as np
 
@@ -26,6 +28,11 @@ NJIT_OPTIONS: dict[str, Any] = {
 }
 
 CUDA_BLOCK = 256  # threads per block for elementwise/grid-stride kernels
+
+# CPU kernels share work across threads only from this many elements up. Below it one thread is
+# faster (a hand-off costs tens of microseconds) and leaves the cores to BLAS, whose threads keep
+# spinning after a GEMM: in an MLP step the per-layer kernels stay single-threaded.
+PARALLEL_MIN_ELEMENTS = 1 << 22
 
 
 def simulator_enabled() -> bool:
@@ -138,13 +145,52 @@ def check_finite_scalar(name: str, value: float, *, low: float | None = None, hi
         v = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
-    if not np.isfinite(v):
+    if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {v}")
     if low is not None and (v < low or (low_open and v == low)):
         raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {v}")
     if high is not None and (v > high or (high_open and v == high)):
         raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {v}")
     return v
+
+
+# --------------------------------------------------------------------------- CPU threads
+
+
+def cpu_threads() -> int:
+    """Threads for large CPU kernels: $GPUDNN_CPU_THREADS, else the cores this process may use."""
+    env = os.environ.get("GPUDNN_CPU_THREADS", "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"GPUDNN_CPU_THREADS must be a positive integer, got {env!r}")
+        return int(env)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@functools.cache
+def _pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(workers, thread_name_prefix="gpudnn-cpu")
+
+
+def row_ranges(rows: int, elements: int) -> list[tuple[int, int]]:
+    """Contiguous [start, stop) row ranges, one per thread for ops of PARALLEL_MIN_ELEMENTS or more."""
+    threads = min(cpu_threads(), rows) if elements >= PARALLEL_MIN_ELEMENTS else 1
+    bounds = [rows * k // max(threads, 1) for k in range(max(threads, 1) + 1)]
+    return list(zip(bounds, bounds[1:]))
+
+
+def run_all(tasks: list[Callable[[], None]]) -> None:
+    """Run ``tasks`` (nogil Numba kernel calls) across threads, the first in the caller; re-raise errors."""
+    if len(tasks) <= 1:
+        for task in tasks:
+            task()
+        return
+    futures = [_pool(len(tasks) - 1).submit(task) for task in tasks[1:]]
+    try:
+        tasks[0]()
+    finally:
+        for f in futures:
+            f.result()
 
 
 # --------------------------------------------------------------------------- CUDA launches

@@ -31,6 +31,10 @@ def _validate(x: Any, b: Any, activation: str | int, alpha: float, out: Any, z_o
     return code, alpha, out, z_out
 
 
+def _bias_or_zeros(x: Any, b: Any) -> Any:
+    return c.array_module(x).zeros(x.shape[1], dtype=x.dtype) if b is None else b
+
+
 def bias_act_ref(x: Any, b: Any, activation: str | int = "relu", alpha: float = 0.0,
                  out: Any = None, z_out: Any = None) -> Any:
     """Reference in plain array code (NumPy or CuPy). Returns ``out``."""
@@ -82,15 +86,15 @@ def _cpu_kernel(code: int, dtype: Any, binding: tuple[bool, bool, bool]):
 
 def bias_act_cpu(x: Any, b: Any, activation: str | int = "relu", alpha: float = 0.0,
                  out: Any = None, z_out: Any = None) -> Any:
-    """Numba CPU kernel (single-threaded). Returns ``out``."""
+    """Numba CPU kernel (rows shared across threads for large inputs). Returns ``out``."""
     code, alpha, out, z_out = _validate(x, b, activation, alpha, out, z_out)
     if x.size == 0:
         return out
-    if b is None:
-        b = c.array_module(x).zeros(x.shape[1], dtype=x.dtype)
+    b = _bias_or_zeros(x, b)
     binding = (out is x, z_out is not None, z_out is x)
-    kernel = _cpu_kernel(code, x.dtype, binding)
-    kernel(x, b, x.dtype.type(alpha), out, out if z_out is None else z_out)
+    kernel, alpha, z = _cpu_kernel(code, x.dtype, binding), x.dtype.type(alpha), out if z_out is None else z_out
+    c.run_all([lambda s=s, e=e: kernel(x[s:e], b, alpha, out[s:e], z[s:e])
+               for s, e in c.row_ranges(x.shape[0], x.size)])
     return out
 
 
@@ -128,8 +132,7 @@ def bias_act_cuda(x: Any, b: Any, activation: str | int = "relu", alpha: float =
     code, alpha, out, z_out = _validate(x, b, activation, alpha, out, z_out)
     if x.size == 0:
         return out
-    if b is None:
-        b = c.array_module(x).zeros(x.shape[1], dtype=x.dtype)
+    b = _bias_or_zeros(x, b)
     kernel, kernel_keep_z = _cuda_kernel(code, x.dtype)
     launch = c.grid_1d(x.size) + (c.current_stream(),)
     alpha = x.dtype.type(alpha)

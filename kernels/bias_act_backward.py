@@ -89,12 +89,20 @@ def _cpu_kernel(code: int, from_output: bool, dtype: Any, in_place: bool):
 
 def bias_act_backward_cpu(dy: Any, saved: Any, activation: str | int = "relu", alpha: float = 0.0,
                           from_output: bool = True, dz_out: Any = None, db_out: Any = None) -> tuple[Any, Any]:
-    """Numba CPU kernel (single-threaded). Returns ``(dz_out, db_out)``."""
+    """Numba CPU kernel (rows shared across threads for large inputs). Returns ``(dz_out, db_out)``."""
     code, alpha, from_output, dz_out, db_out = _validate(dy, saved, activation, alpha, from_output, dz_out, db_out)
     if dy.size == 0:
         db_out[...] = 0
         return dz_out, db_out
-    _cpu_kernel(code, from_output, dy.dtype, dz_out is dy)(dy, saved, dy.dtype.type(alpha), dz_out, db_out)
+    kernel, alpha = _cpu_kernel(code, from_output, dy.dtype, dz_out is dy), dy.dtype.type(alpha)
+    ranges = c.row_ranges(dy.shape[0], dy.size)
+    if len(ranges) == 1:
+        kernel(dy, saved, alpha, dz_out, db_out)
+        return dz_out, db_out
+    partials = np.empty((len(ranges), dy.shape[1]), np.float64)  # exact per range, summed in float64
+    c.run_all([lambda k=k, s=s, e=e: kernel(dy[s:e], saved[s:e], alpha, dz_out[s:e], partials[k])
+               for k, (s, e) in enumerate(ranges)])
+    db_out[...] = partials.sum(axis=0)
     return dz_out, db_out
 
 

@@ -188,8 +188,10 @@ def _run_ref(plan: _Plan) -> None:
 def _run_cpu(plan: _Plan) -> None:
     if c.is_device_array(plan.arrays[0]):
         raise TypeError("the cpu kernels take NumPy arrays; param is a device array (use the cuda kernels)")
-    if plan.arrays[0].size:
-        m.cpu_kernel(plan.optimizer, plan.flags)(plan.arrays, plan.scalars)
+    n = plan.arrays[0].size
+    kernel = m.cpu_kernel(plan.optimizer, plan.flags)
+    c.run_all([lambda s=s, e=e: kernel(tuple(a[s:e] for a in plan.arrays), plan.scalars)
+               for s, e in c.row_ranges(n, n) if e > s])
 
 
 def _run_cuda(plan: _Plan) -> None:

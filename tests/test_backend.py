@@ -121,3 +121,8 @@ def test_cupy_backend_runs_kernels_on_gpu(rng):
     np.testing.assert_allclose(to_host(y), np.maximum(x + bias, 0), rtol=1e-6)
     with pytest.raises(TypeError, match="transfer it explicitly"):
         b.bias_act(x, None)
+
+
+def test_precompile_runs_every_fused_op():
+    calls = gpudnn.precompile(backend=backend("numpy"))
+    assert calls == 2 * 9 + 5 + 2 + 3 + 2  # activations fwd+bwd, losses, dropout pair, sgd x3, adam, rmsprop

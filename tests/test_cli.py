@@ -100,3 +100,13 @@ def test_pca_and_autoencoder_commands(tmp_path):
                  str(tmp_path / "ae.png"))
     assert out.returncode == 0, out.stderr
     assert "autoencoder" in out.stdout and (tmp_path / "ae_reconstructions.png").is_file()
+
+
+def test_bench_smoke_run_writes_json(tmp_path):
+    import json
+
+    out = gpudnn("bench", "mlp", "--quick", "--json", str(tmp_path / "b.json"))
+    assert out.returncode == 0, out.stderr
+    assert "gemm_floor_ratio" in out.stdout
+    result = json.loads((tmp_path / "b.json").read_text())["results"]["bench_mlp"]
+    assert result["rows"][0]["launches_per_step"] == 8  # 3 forward, 1 loss, 3 backward, 1 optimizer

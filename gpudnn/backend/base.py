@@ -154,16 +154,16 @@ class Backend:
         return self._kernel("dropout", "dropout_backward")(dy, p, seed, out=out)
 
     def sgd_(self, param: Any, grad: Any, momentum_buf: Any, **hyper: Any) -> None:
-        """In-place SGD step over flat arrays (see kernels.optim.sgd_ref for the formula)."""
+        """In-place SGD step over flat arrays (formula: kernels.optim)."""
         self.check("param", param)
         self._kernel("optim", "sgd_")(param, grad, momentum_buf, **hyper)
 
     def adam_(self, param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, **hyper: Any) -> None:
-        """In-place Adam/AdamW step over flat arrays (see kernels.optim.adam_ref for the formula)."""
+        """In-place Adam/AdamW step over flat arrays (formula: kernels.optim)."""
         self.check("param", param)
         self._kernel("optim", "adam_")(param, grad, exp_avg, exp_avg_sq, **hyper)
 
     def rmsprop_(self, param: Any, grad: Any, square_avg: Any, **hyper: Any) -> None:
-        """In-place RMSprop step over flat arrays (see kernels.optim.rmsprop_ref for the formula)."""
+        """In-place RMSprop step over flat arrays (formula: kernels.optim)."""
         self.check("param", param)
         self._kernel("optim", "rmsprop_")(param, grad, square_avg, **hyper)
