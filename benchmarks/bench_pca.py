@@ -6,7 +6,8 @@ svd_solver="covariance_eigh"; transform; fit_batched in 8 batches. Agreement col
 largest relative difference of explained_variance_ and explained_variance_ratio_ to
 scikit-learn's, and of gpudnn's to a float64 reference fit (what "accurate" means here).
 GB/s counts reading X once (the minimum a fit must move); gflops counts the n * d^2 flops of
-the covariance SYRK. On a GPU (CuPy importable and a device answering): fit of 1,000,000 x 784
+the covariance SYRK. The fit is timed again on one BLAS thread (threadpoolctl): on a shared
+2-core machine the 2-thread LAPACK calls swing by 2-3x with other load, one thread shows the work. On a GPU (CuPy importable and a device answering): fit of 1,000,000 x 784
 float32 on the device against scikit-learn on the host (one timed round: it takes seconds).
 
 Run: python -m benchmarks.bench_pca  (from the repository root).
@@ -84,6 +85,21 @@ def cpu_rows(n: int, rounds: int) -> list[dict[str, Any]]:
             "frac_host_copy": 2 * nbytes / t["gpudnn"] / 1e9 / copy_gbps,
             "gflops": n * N_FEATURES**2 / t["gpudnn"] / 1e9,
         })
+
+        try:  # the same fits on one BLAS thread: the work itself, free of thread-pool contention
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            threadpool_limits = None
+        if threadpool_limits is not None:
+            with threadpool_limits(limits=1, user_api="blas"):
+                t = harness.interleaved({k: variants[k] for k in ("gpudnn", "sklearn_auto")}, rounds=rounds, warmup=1)
+            rows.append({
+                "op": "fit (1 BLAS thread)", "shape": shape, "dtype": "float32", "n_components": N_COMPONENTS,
+                **{f"t_{k}_ms": v * 1e3 for k, v in t.items()},
+                "ratio_vs_sklearn_auto": t["gpudnn"] / t["sklearn_auto"],
+                "gbps": nbytes / t["gpudnn"] / 1e9,
+                "gflops": n * N_FEATURES**2 / t["gpudnn"] / 1e9,
+            })
 
         out_bytes = n * N_COMPONENTS * 4
         t = harness.interleaved({"gpudnn": lambda: ours.transform(X), "sklearn": lambda: sk_auto.transform(X)},

@@ -12,6 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NaN/Inf inputs are the point here
+
 DTYPES = [np.float32, np.float64, np.float32, np.float64, np.float16, np.int32, np.bool_, object]
 VALID = (np.float32, np.float64)
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
