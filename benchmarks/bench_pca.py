@@ -6,17 +6,20 @@ svd_solver="covariance_eigh"; transform; fit_batched in 8 batches. Agreement col
 largest relative difference of explained_variance_ and explained_variance_ratio_ to
 scikit-learn's, and of gpudnn's to a float64 reference fit (what "accurate" means here).
 GB/s counts reading X once (the minimum a fit must move); gflops counts the n * d^2 flops of
-the covariance SYRK. The fit is timed again on one BLAS thread (threadpoolctl): on a shared
-2-core machine the 2-thread LAPACK calls swing by 2-3x with other load, one thread shows the work. On a GPU (CuPy importable and a device answering): fit of 1,000,000 x 784
-float32 on the device against scikit-learn on the host (one timed round: it takes seconds).
+the covariance SYRK. CPU variants are timed round-robin with a pause before each call (see
+``settled``), and the fit once more on one BLAS thread (threadpoolctl), which shows the work
+itself, free of the thread-pool swings of a shared 2-core machine. On a GPU (CuPy importable
+and a device answering): fit of 1,000,000 x 784 float32 on the device against scikit-learn on
+the host (one timed round: it takes seconds).
 
 Run: python -m benchmarks.bench_pca  (from the repository root).
 """
 
 from __future__ import annotations
 
+import statistics
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -44,6 +47,25 @@ def _torch_cov_fit(torch: Any, X: Any, k: int) -> Any:
     return w[-k:], v[:, -k:]
 
 
+def settled(variants: dict[str, Callable[[], Any]], rounds: int, gap_s: float = 0.3) -> dict[str, float]:
+    """Like ``harness.interleaved`` (round-robin, medians), with an untimed pause before each call.
+
+    NumPy, SciPy and torch each bring their own BLAS/OpenMP thread pool, whose threads keep
+    spinning ~0.1 s after a call; back to back, each variant would be timed against the previous
+    variant's spinning threads (measured here: 1-5x swings on 2 cores). The pause lets them sleep.
+    """
+    for fn in variants.values():
+        fn()
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            time.sleep(gap_s)
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in samples.items()}
+
+
 def cpu_rows(n: int, rounds: int) -> list[dict[str, Any]]:
     import gpudnn
     from gpudnn.pca import PCA
@@ -68,7 +90,7 @@ def cpu_rows(n: int, rounds: int) -> list[dict[str, Any]]:
             variants["torch_cov_eigh"] = lambda: _torch_cov_fit(torch, Xt, N_COMPONENTS)
         except ImportError:
             pass
-        t = harness.interleaved(variants, rounds=rounds, warmup=1)
+        t = settled(variants, rounds)
         rows.append({
             "op": "fit", "shape": shape, "dtype": "float32", "n_components": N_COMPONENTS,
             **{f"t_{k}_ms": v * 1e3 for k, v in t.items()},
@@ -92,7 +114,7 @@ def cpu_rows(n: int, rounds: int) -> list[dict[str, Any]]:
             threadpool_limits = None
         if threadpool_limits is not None:
             with threadpool_limits(limits=1, user_api="blas"):
-                t = harness.interleaved({k: variants[k] for k in ("gpudnn", "sklearn_auto")}, rounds=rounds, warmup=1)
+                t = settled({k: variants[k] for k in ("gpudnn", "sklearn_auto")}, rounds)
             rows.append({
                 "op": "fit (1 BLAS thread)", "shape": shape, "dtype": "float32", "n_components": N_COMPONENTS,
                 **{f"t_{k}_ms": v * 1e3 for k, v in t.items()},
@@ -102,8 +124,7 @@ def cpu_rows(n: int, rounds: int) -> list[dict[str, Any]]:
             })
 
         out_bytes = n * N_COMPONENTS * 4
-        t = harness.interleaved({"gpudnn": lambda: ours.transform(X), "sklearn": lambda: sk_auto.transform(X)},
-                                rounds=rounds)
+        t = settled({"gpudnn": lambda: ours.transform(X), "sklearn": lambda: sk_auto.transform(X)}, rounds)
         rows.append({
             "op": "transform", "shape": shape, "dtype": "float32", "n_components": N_COMPONENTS,
             **{f"t_{k}_ms": v * 1e3 for k, v in t.items()},
@@ -114,9 +135,9 @@ def cpu_rows(n: int, rounds: int) -> list[dict[str, Any]]:
 
         batches = np.array_split(X, 8)
         batched = PCA(N_COMPONENTS).fit_batched(batches)
-        t = harness.interleaved({"gpudnn_batched": lambda: PCA(N_COMPONENTS).fit_batched(batches),
-                                 "gpudnn": lambda: PCA(N_COMPONENTS).fit(X),
-                                 "sklearn_auto": lambda: SkPCA(N_COMPONENTS).fit(X)}, rounds=rounds, warmup=1)
+        t = settled({"gpudnn_batched": lambda: PCA(N_COMPONENTS).fit_batched(batches),
+                     "gpudnn": lambda: PCA(N_COMPONENTS).fit(X),
+                     "sklearn_auto": lambda: SkPCA(N_COMPONENTS).fit(X)}, rounds)
         rows.append({
             "op": "fit_batched(8)", "shape": shape, "dtype": "float32", "n_components": N_COMPONENTS,
             **{f"t_{k}_ms": v * 1e3 for k, v in t.items()},

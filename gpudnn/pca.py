@@ -2,7 +2,9 @@
 
 ``PCA`` follows ``sklearn.decomposition.PCA`` (1.9) in parameters, attributes, solver choice
 ("auto"), sign convention and results, and runs on NumPy or CuPy arrays through the Backend
-(``xp.linalg`` for SVD/QR/eigh, ``Backend.matmul`` for the GEMMs).
+(``Backend.matmul``, ``xp.linalg``; on the CPU SciPy's LAPACK/BLAS where NumPy lacks a routine
+or its speed, when SciPy is importable). One deliberate difference: data without variance give
+explained_variance_ratio_ = 0, where scikit-learn divides 0 by 0.
 
 Where the arrays live:
 - fitting happens on ``get_backend()`` at the time of ``fit``; the model stays on that backend.
@@ -16,11 +18,12 @@ Where the arrays live:
   NumPy backend is refused (transfer it explicitly).
 
 Solvers (``svd_solver``):
-- "covariance_eigh": ``mean_`` = X.mean(0); one GEMM ``(X - mean)^T (X - mean)`` in the data dtype
-  (NumPy turns it into a SYRK), then the eigendecomposition of the d x d covariance in float64,
-  of the top ``n_components`` eigenpairs only when their number is fixed (SciPy's MRRR when it is
-  importable on the CPU). Centring first costs one pass but avoids the cancellation of sklearn's
-  ``X^T X - n mean mean^T`` in float32.
+- "covariance_eigh": ``mean_`` = X.mean(0); one product ``(X - mean)^T (X - mean)`` in the data
+  dtype (a SYRK: SciPy's on the CPU, ``Backend.matmul`` elsewhere), then the eigendecomposition
+  of the d x d covariance, of the top ``n_components`` eigenpairs only when their number is fixed
+  (SciPy's MRRR on the CPU; float32 data: float32 solver plus a float64 Rayleigh-Ritz step, see
+  ``_top_eigh``; ``xp.linalg.eigh`` in float64 elsewhere). Centring first costs one pass but
+  avoids the cancellation of scikit-learn's ``X^T X - n mean mean^T`` in float32.
 - "full": thin SVD of the centred data (SciPy's gesdd in the data dtype on the CPU, as in
   scikit-learn; ``xp.linalg.svd`` elsewhere).
 - "randomized": Halko et al.'s subspace iteration, normalised by LU on the CPU (as in
@@ -113,8 +116,8 @@ def _host_linalg(xp: Any) -> Any:
     """``scipy.linalg`` when the arrays are NumPy and SciPy is importable, else None.
 
     It offers what ``numpy.linalg`` lacks and PCA uses on the CPU: LAPACK in the data's own
-    precision (NumPy computes float32 SVD/QR in float64, 2-5x slower), the top eigenpairs alone
-    (syevr) and LU, the cheap normaliser of randomized power iterations (as in scikit-learn).
+    precision (NumPy's float32 SVD and QR measured 2-5x slower), the top eigenpairs alone (syevr),
+    and LU, the cheap normaliser of randomized power iterations (as in scikit-learn).
     """
     if xp is not np:
         return None
@@ -123,6 +126,21 @@ def _host_linalg(xp: Any) -> Any:
     except ImportError:
         return None
     return scipy.linalg
+
+
+def _gram(b: Backend, Xc: Any) -> Any:
+    """``Xc^T Xc`` (d, d) in Xc's dtype; only its upper triangle is meant to be read.
+
+    On the CPU with SciPy this is SciPy's SYRK (which fills the upper triangle only) rather than
+    ``Backend.matmul``: NumPy and SciPy wheels each bundle their own OpenBLAS, and the threads of
+    one pool keep spinning for a while after a call, stalling the other's next call (the
+    eigensolver right after this GEMM ran 1-5x slower, at random). One pool avoids that.
+    """
+    sl = _host_linalg(b.xp)
+    if sl is None:
+        return b.matmul(Xc, Xc, transpose_a=True)
+    syrk = sl.get_blas_funcs("syrk", (Xc,))
+    return syrk(1.0, Xc.T, trans=0) if Xc.flags.c_contiguous else syrk(1.0, Xc, trans=1)
 
 
 def _top_eigh(xp: Any, c: Any, k: int | None, dtype: Any) -> tuple[Any, Any]:
@@ -143,8 +161,9 @@ def _top_eigh(xp: Any, c: Any, k: int | None, dtype: Any) -> tuple[Any, Any]:
         _, v = sl.eigh(c.astype(np.float32), subset_by_index=(d - k, d - 1), driver="evr", overwrite_a=True,
                        check_finite=False)
         q = sl.qr(v.astype(np.float64), mode="economic", check_finite=False)[0]
-        w, y = np.linalg.eigh(q.T @ (c @ q))
-        v = q @ y
+        symm, gemm = sl.get_blas_funcs(("symm", "gemm"), (q,))  # SciPy's BLAS: see _gram
+        w, y = sl.eigh(gemm(1.0, q, symm(1.0, c, q), trans_a=1), check_finite=False)
+        v = gemm(1.0, q, y)
     return w[::-1], v[:, ::-1]
 
 
@@ -501,8 +520,9 @@ class PCA:
     def _accumulate(self, X: Any, inplace: bool, name: str) -> Any:
         """Merge X's count, mean and centred scatter into the float64 moments; return X centred by its mean.
 
-        The batch's scatter is one GEMM in X's dtype; merging (Chan et al.) happens in float64.
-        Validation (finite values) happens before X is centred in place.
+        The batch's scatter is one GEMM in X's dtype; merging (Chan et al.) happens in float64, on
+        the upper triangle of ``_m2`` (see _gram). Non-finite data are reported before X is centred
+        in place.
         """
         b, xp = self._backend, self._backend.xp
         n_b = X.shape[0]
@@ -513,7 +533,7 @@ class PCA:
             _raise_not_finite(xp, X, name)
         Xc = xp.subtract(X, mean_b, out=X if inplace else None)
         with np.errstate(over="ignore", invalid="ignore"):  # checked right below
-            m2_b = b.matmul(Xc, Xc, transpose_a=True).astype(xp.float64, copy=False)
+            m2_b = _gram(b, Xc).astype(xp.float64, copy=False)
         if not bool(xp.isfinite(m2_b).all()):
             raise ValueError(f"{name} overflows {X.dtype} in PCA's X^T X; rescale it or pass float64 data")
         mean_b = mean_b.astype(xp.float64)
@@ -533,7 +553,8 @@ class PCA:
         """Eigendecompose the accumulated covariance (float64) and set the model attributes."""
         b, xp = self._backend, self._backend.xp
         n, d = self._n_seen, self.n_features_in_
-        c = self._m2 / (n - 1)
+        c = xp.triu(self._m2) + xp.triu(self._m2, 1).T  # the upper triangle holds the scatter (see _gram)
+        c /= n - 1
         total = float(xp.trace(c))
         k_fixed = int(self.n_components) if _is_int(self.n_components) else None
         w, v = _top_eigh(xp, c, k_fixed, self._dtype)

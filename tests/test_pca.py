@@ -275,6 +275,17 @@ def test_copy_false_centres_in_place_and_copy_true_does_not(rng):
         np.testing.assert_allclose(scratch.mean(axis=0), 0, atol=1e-9)  # centred in place
 
 
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_memory_layouts(rng, solver, layout):
+    X = low_rank(rng, n=161, d=46)
+    X = {"C": X, "F": np.asfortranarray(X), "strided": X[::2, ::2]}[layout]
+    for copy in (True, False):
+        kw = dict(n_components=4, svd_solver=solver, random_state=0)
+        sk = SkPCA(**kw).fit(X)
+        assert_like_sklearn(PCA(copy=copy, **kw).fit(X if copy else X.copy(order="K")), sk, X)
+
+
 def test_input_kinds_and_dtypes(rng):
     X = rng.integers(0, 9, size=(40, 6))
     model = PCA(3).fit(X.tolist())
