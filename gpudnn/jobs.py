@@ -78,10 +78,10 @@ def train_job(*, dataset: str = "digits", hidden: str = "256,128", activation: s
     data = load_dataset(dataset, seed=seed, **options)
     if data.n_classes is None or data.n_classes < 2:
         raise UsageError(f"dataset {dataset!r} has no class labels to train a classifier on")
-    X_train, X_test, mean, std = standardize(data.X_train, data.X_test)
-    n_val = int(round(len(X_train) * val_fraction))
     if not 0 <= val_fraction < 0.5:
         raise UsageError(f"--val-fraction must be in [0, 0.5), got {val_fraction}")
+    X_train, X_test, mean, std = standardize(data.X_train, data.X_test)
+    n_val = int(round(len(X_train) * val_fraction))
     split = np.random.default_rng(seed).permutation(len(X_train))
     val_idx, fit_idx = split[:n_val], split[n_val:]
     validation = (X_train[val_idx], data.y_train[val_idx]) if n_val else None
