@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from typing import Any, Callable
 
 import numpy as np

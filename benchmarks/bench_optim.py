@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
