@@ -15,7 +15,6 @@ Targets (4096 x 4096 float32): bias + relu forward >= 5x NumPy, relu backward + 
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any, Callable
 
 import numpy as np
@@ -180,14 +179,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
-    quick = "--quick" in sys.argv
-    result = run(quick=quick)
-    print(f"float32, host copy {result['host_copy_gbps']:.1f} GB/s, torch CPU threads {result['torch_threads_cpu']}")
-    print(harness.table(result["rows"], COLUMNS))
-    for key, value in result["summary"].items():
-        print(f"{key}: {value}")
-    if not quick:
-        print(f"saved {harness.save('activations', result)}")
+    harness.main('activations', run, COLUMNS, lambda result: f"float32, host copy {result['host_copy_gbps']:.1f} GB/s, torch CPU threads {result['torch_threads_cpu']}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ PyTorch's forward + backward.
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any, Callable
 
 import numpy as np
@@ -28,7 +27,7 @@ XENT_SHAPE, QUICK_XENT_SHAPE = (8192, 1000), (256, 100)
 ELEMENTWISE_SHAPE, QUICK_ELEMENTWISE_SHAPE = (4096, 4096), (256, 257)
 XENT_TARGET = 0.5  # gpudnn time / torch time
 COLUMNS = ["device", "op", "shape", "gpudnn_ms", "numpy_ms", "torch_ms", "numba_math_ms", "vs_numpy", "vs_torch",
-           "torch_ratio", "gbps", "copy_frac"]
+           "torch_ratio", "gbps", "copy_frac", "vs_math_exp"]
 
 
 def _numpy_xent(xp: Any, x: Any, y: Any) -> Callable[[], Any]:
@@ -208,14 +207,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
-    quick = "--quick" in sys.argv
-    result = run(quick=quick)
-    print(f"float32, host copy {result['host_copy_gbps']:.1f} GB/s, torch threads {result['torch_threads']}")
-    print(harness.table(result["rows"], COLUMNS + ["vs_math_exp"]))
-    for key, value in result["summary"].items():
-        print(f"{key}: {value}")
-    if not quick:
-        print(f"saved {harness.save('losses', result)}")
+    harness.main('losses', run, COLUMNS, lambda result: f"float32, host copy {result['host_copy_gbps']:.1f} GB/s, torch threads {result['torch_threads']}")
 
 
 if __name__ == "__main__":

@@ -160,12 +160,8 @@ COLUMNS = ["device", "batch", "gpudnn_ms", "torch_ms", "gemm_floor_ms", "torch_r
 
 
 def main() -> None:
-    result = run(quick="--quick" in sys.argv)
-    print(f"MLP {result['model']} step, {result['dtype']}, {result['optimizer']} (torch threads: "
-          f"{result['torch_threads']})")
-    print(harness.table(result["rows"], COLUMNS))
-    if "--quick" not in sys.argv:
-        print(f"saved {harness.save('mlp', result)}")
+    harness.main('mlp', run, COLUMNS, lambda result: (f"MLP {result['model']} step, {result['dtype']}, {result['optimizer']} "
+                                                    f"(torch threads: {result['torch_threads']})"))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Target: Adam (10M float32) gpudnn time <= 1.1 x torch's fused Adam step, measure
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -193,15 +192,8 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
-    quick = "--quick" in sys.argv
-    result = run(quick=quick)
-    print(f"float32, {result['size']} parameters, host copy {result['host_copy_gbps']:.1f} GB/s, "
-          f"torch threads {result['torch_threads']}")
-    print(harness.table(result["rows"], COLUMNS))
-    for key, value in result["summary"].items():
-        print(f"{key}: {value}")
-    if not quick:
-        print(f"saved {harness.save('optim', result)}")
+    harness.main('optim', run, COLUMNS, lambda result: (f"float32, {result['size']} parameters, host copy {result['host_copy_gbps']:.1f} GB/s, "
+                                                      f"torch threads {result['torch_threads']}"))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -144,3 +145,22 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
     return "\n".join(lines)
+
+
+def report(result: dict[str, Any], columns: list[str], header: str | None = None) -> None:
+    """Print a benchmark result: an optional header line, its rows as a table, its summary lines."""
+    if header:
+        print(header)
+    print(table(result.get("rows", []), columns))
+    for key, value in result.get("summary", {}).items():
+        print(f"{key}: {value}")
+
+
+def main(name: str, run: Callable[..., dict[str, Any]], columns: list[str],
+         header: Callable[[dict[str, Any]], str]) -> None:
+    """A benchmark module's command line: run (``--quick`` for small shapes), print, save unless quick."""
+    quick = "--quick" in sys.argv
+    result = run(quick=quick)
+    report(result, columns, header(result))
+    if not quick:
+        print(f"saved {save(name, result)}")

@@ -18,12 +18,8 @@ SUITES["all"] = SUITES["kernels"] + SUITES["mlp"] + SUITES["pca"]
 
 def _print(name: str, result: dict[str, Any]) -> None:
     rows = result.get("rows", [])
-    module = importlib.import_module(f"benchmarks.{name}")
-    columns = getattr(module, "COLUMNS", None) or (list(rows[0]) if rows else [])
-    print(f"\n== {name}")
-    print(harness.table(rows, columns))
-    for key, value in result.get("summary", {}).items():
-        print(f"{key}: {value}")
+    columns = getattr(importlib.import_module(f"benchmarks.{name}"), "COLUMNS", None) or (list(rows[0]) if rows else [])
+    harness.report(result, columns, f"\n== {name}")
 
 
 def run_suite(suite: str, quick: bool = False, json_path: str | None = None) -> dict[str, Any]:
