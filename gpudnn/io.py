@@ -42,6 +42,7 @@ class CheckpointError(ValueError):
 class Checkpoint:
     model: Sequential
     epoch: int | None = None
+    optimizer: Optimizer | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -134,9 +135,13 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
 
 
 def load_checkpoint(path: str | os.PathLike, model: Sequential | None = None, optimizer: Optimizer | None = None,
-                    *, restore_rng: bool = True) -> Checkpoint:
+                    *, restore_rng: bool = True, with_optimizer: bool = False) -> Checkpoint:
     """Load a checkpoint into ``model`` (or a model rebuilt from the saved architecture on the
-    current backend) and ``optimizer``; restores the backend's random generator state too."""
+    current backend) and ``optimizer``; restores the backend's random generator state too.
+
+    with_optimizer: when no ``optimizer`` is given, rebuild the saved one (type and
+    hyper-parameters) for the model and load its state, as ``Checkpoint.optimizer``.
+    """
     meta, arrays = read_checkpoint(path)
     weights = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
     if model is None:
@@ -148,6 +153,10 @@ def load_checkpoint(path: str | os.PathLike, model: Sequential | None = None, op
         raise CheckpointError(f"{path} holds another architecture: {meta['model']} (the model given is "
                               f"{model.config()})")
     model.load_state_dict(weights)
+    if optimizer is None and with_optimizer:
+        optimizer = optimizer_from_checkpoint(meta, model)
+        if optimizer is None:
+            raise CheckpointError(f"{path} holds no optimizer state")
     if optimizer is not None:
         state = meta.get("optimizer")
         if state is None:
@@ -158,7 +167,7 @@ def load_checkpoint(path: str | os.PathLike, model: Sequential | None = None, op
         optimizer.load_state_dict(state)
     if restore_rng and meta.get("rng"):
         model.backend.rng.bit_generator.state = meta["rng"]
-    return Checkpoint(model=model, epoch=meta.get("epoch"), meta=meta)
+    return Checkpoint(model=model, epoch=meta.get("epoch"), optimizer=optimizer, meta=meta)
 
 
 def optimizer_from_checkpoint(meta: dict[str, Any], model: Sequential) -> Optimizer | None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from .backend import get_backend, selection_reason
 from .data import load_dataset, standardize
-from .io import atomic_write, load_checkpoint, optimizer_from_checkpoint, read_checkpoint, save_checkpoint
+from .io import atomic_write, load_checkpoint, save_checkpoint
 from .layers import Dense, Dropout
 from .losses import LOSSES, SoftmaxCrossEntropy
 from .model import Sequential
@@ -88,14 +88,12 @@ def train_job(*, dataset: str = "digits", hidden: str = "256,128", activation: s
     loss_fn = SoftmaxCrossEntropy()
     initial_epoch, history_before = 0, []
     if resume:
-        ckpt = load_checkpoint(resume)
-        model = ckpt.model
+        ckpt = load_checkpoint(resume, with_optimizer=True)
+        model, opt = ckpt.model, ckpt.optimizer
         if ckpt.model.in_features != data.n_features or ckpt.model.out_features != data.n_classes:
             raise UsageError(f"--resume {resume} was trained for {ckpt.model.in_features} features and "
                              f"{ckpt.model.out_features} classes, not this dataset's {data.n_features} and "
                              f"{data.n_classes}")
-        opt = optimizer_from_checkpoint(ckpt.meta, model)
-        load_checkpoint(resume, model, opt)
         initial_epoch = int(ckpt.epoch or 0)
         history_before = ckpt.extra.get("history", [])
         if not quiet:
@@ -145,27 +143,26 @@ def train_job(*, dataset: str = "digits", hidden: str = "256,128", activation: s
     return summary
 
 
-def _checkpoint_dataset(model_path: str, dataset: str | None, label: str | None) -> tuple[Any, dict[str, Any]]:
-    meta, _ = read_checkpoint(model_path)
-    extra = meta.get("extra", {})
+def _checkpoint_dataset(extra: dict[str, Any], dataset: str | None, label: str | None) -> Any:
+    """The dataset a checkpoint's model was trained on (or ``dataset``), split with the same seed."""
     name = dataset or extra.get("dataset")
     if not name:
         raise UsageError("--dataset is required: the checkpoint does not record one")
     lab = label if label is not None else extra.get("label")
-    data = load_dataset(name, seed=int(extra.get("seed", 0)), **({"label": lab} if lab is not None else {}))
-    return data, extra
+    return load_dataset(name, seed=int(extra.get("seed", 0)), **({"label": lab} if lab is not None else {}))
 
 
 def evaluate_job(*, model: str, dataset: str | None = None, label: str | None = None,
                  split: str = "test") -> dict[str, Any]:
     """Accuracy and loss of a saved model on a dataset split, with the model's own preprocessing."""
     ckpt = load_checkpoint(model, restore_rng=False)
-    data, extra = _checkpoint_dataset(model, dataset, label)
+    extra = ckpt.extra
+    data = _checkpoint_dataset(extra, dataset, label)
     X, y = (data.X_test, data.y_test) if split == "test" else (data.X_train, data.y_train)
     scaling = _scaling(extra)
     if scaling is not None:
         X = (X - scaling[0]) / scaling[1]
-    loss_cfg = ckpt.meta.get("loss") or {"type": "SoftmaxCrossEntropy"}
+    loss_cfg = dict(ckpt.meta.get("loss") or {"type": "SoftmaxCrossEntropy"})
     loss_fn = LOSSES[loss_cfg.pop("type")](**loss_cfg)
     result = evaluate(ckpt.model, loss_fn, X, y)
     print(f"{split} accuracy {result.get('accuracy', float('nan')):.4f}  {split} loss {result['loss']:.4f}  "

@@ -44,6 +44,10 @@ def test_roundtrip_restores_weights_optimizer_and_architecture(tmp_path):
     assert opt2.lr == 1e-2 and opt2.step_count == opt.step_count and opt2.l2 == 1e-4
     for k in opt.state:
         np.testing.assert_array_equal(opt.state[k], opt2.state[k])
+    rebuilt = gd.load_checkpoint(path, with_optimizer=True).optimizer
+    assert isinstance(rebuilt, gd.Adam) and rebuilt.hyper() == opt.hyper() and rebuilt.step_count == opt.step_count
+    for k in opt.state:
+        np.testing.assert_array_equal(opt.state[k], rebuilt.state[k])
     assert not [f for f in os.listdir(tmp_path) if f != "c.npz"], "temporary files left behind"
 
 
@@ -88,6 +92,8 @@ def test_damaged_files_are_refused(tmp_path):
         gd.load_checkpoint(path, other)
     with pytest.raises(gd.CheckpointError, match="no optimizer state"):
         gd.load_checkpoint(path, model, gd.SGD(model.parameters()))
+    with pytest.raises(gd.CheckpointError, match="no optimizer state"):
+        gd.load_checkpoint(path, with_optimizer=True)
     with zipfile.ZipFile(path) as z:
         assert all(not n.endswith(".pkl") for n in z.namelist())
 
