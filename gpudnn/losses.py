@@ -29,23 +29,24 @@ class Loss:
     def forward_backward(self, pred: Any, target: Any) -> tuple[Any, Any]:
         raise NotImplementedError
 
-    def check_targets(self, y: np.ndarray, n_outputs: int | None) -> np.ndarray:
-        """Validate host targets for a model with ``n_outputs`` outputs; return them in the dtype the loss takes."""
+    def check_targets(self, y: np.ndarray, n_outputs: int | None, name: str = "y") -> np.ndarray:
+        """Validate host targets for a model with ``n_outputs`` outputs; return them in the dtype the loss takes.
+        Errors call the targets ``name``."""
         raise NotImplementedError
 
     def config(self) -> dict[str, Any]:
         return {"type": type(self).__name__}
 
 
-def _target_matrix(y: np.ndarray, n_outputs: int | None) -> np.ndarray:
+def _target_matrix(y: np.ndarray, n_outputs: int | None, name: str) -> np.ndarray:
     """Real-valued targets as a (samples, outputs) float64 matrix, checked for width and finiteness."""
     if y.dtype.kind not in "fiub":
-        raise TypeError(f"y must be numeric, got dtype {y.dtype}")
+        raise TypeError(f"{name} must be numeric, got dtype {y.dtype}")
     y = y.reshape(len(y), -1) if y.ndim == 1 else y
     if n_outputs is not None and y.shape[1] != n_outputs:
-        raise ValueError(f"y must have {n_outputs} columns for a model with {n_outputs} outputs, got {y.shape}")
+        raise ValueError(f"{name} must have {n_outputs} columns for a model with {n_outputs} outputs, got {y.shape}")
     if not np.all(np.isfinite(y)):
-        raise ValueError("y contains NaN or Inf")
+        raise ValueError(f"{name} contains NaN or Inf")
     return y.astype(np.float64)
 
 
@@ -66,16 +67,16 @@ class SoftmaxCrossEntropy(Loss):
         grad = self.ws.get(b, "grad", tuple(logits.shape), logits.dtype)
         return b.softmax_xent(logits, labels, self.label_smoothing, dlogits_out=grad)
 
-    def check_targets(self, y: np.ndarray, n_outputs: int | None) -> np.ndarray:
+    def check_targets(self, y: np.ndarray, n_outputs: int | None, name: str = "y") -> np.ndarray:
         if y.ndim != 1:
-            raise ValueError(f"y must be a 1-D array of integer class labels, got shape {y.shape}")
+            raise ValueError(f"{name} must be a 1-D array of integer class labels, got shape {y.shape}")
         if y.dtype.kind == "f":
             if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-                raise ValueError("y must hold integer class labels, got non-integer values")
+                raise ValueError(f"{name} must hold integer class labels, got non-integer values")
         elif y.dtype.kind not in "iu":
-            raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
+            raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
         if y.size and (y.min() < 0 or (n_outputs is not None and y.max() >= n_outputs)):
-            raise ValueError(f"y labels must be in [0, {n_outputs}) for a model with {n_outputs} outputs, "
+            raise ValueError(f"{name} labels must be in [0, {n_outputs}) for a model with {n_outputs} outputs, "
                              f"got range [{y.min()}, {y.max()}]")
         return y.astype(np.int64)
 
@@ -101,10 +102,10 @@ class BinaryCrossEntropy(Loss):
         grad = self.ws.get(b, "grad", tuple(logits.shape), logits.dtype)
         return b.bce_logits(logits, targets.reshape(logits.shape), grad_out=grad)
 
-    def check_targets(self, y: np.ndarray, n_outputs: int | None) -> np.ndarray:
-        y = _target_matrix(y, n_outputs)
+    def check_targets(self, y: np.ndarray, n_outputs: int | None, name: str = "y") -> np.ndarray:
+        y = _target_matrix(y, n_outputs, name)
         if np.any((y < 0) | (y > 1)):
-            raise ValueError("y must hold binary targets in [0, 1]")
+            raise ValueError(f"{name} must hold binary targets in [0, 1]")
         return y
 
 
@@ -116,8 +117,8 @@ class MSELoss(Loss):
         grad = self.ws.get(b, "grad", tuple(pred.shape), pred.dtype)
         return b.mse(pred, target.reshape(pred.shape), grad_out=grad)
 
-    def check_targets(self, y: np.ndarray, n_outputs: int | None) -> np.ndarray:
-        return _target_matrix(y, n_outputs)
+    def check_targets(self, y: np.ndarray, n_outputs: int | None, name: str = "y") -> np.ndarray:
+        return _target_matrix(y, n_outputs, name)
 
 
 LOSSES = {"SoftmaxCrossEntropy": SoftmaxCrossEntropy, "BinaryCrossEntropy": BinaryCrossEntropy, "MSELoss": MSELoss}

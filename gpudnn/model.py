@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 
 from .layers import LAYER_TYPES, Dense, Layer
-from .parameter import Parameter
 
 
 class Sequential(Layer):
@@ -30,6 +29,8 @@ class Sequential(Layer):
         if isinstance(self.layers[0], Dense):  # nothing upstream needs dx of the input
             self.layers[0].needs_input_grad = False
         self._params = {name: p for i, l in enumerate(self.layers) for name, p in l.named_parameters(f"{i}.")}
+        for name, p in self._params.items():
+            p.name = name
 
     def __repr__(self) -> str:
         inner = ",\n  ".join(map(repr, self.layers))
@@ -48,11 +49,6 @@ class Sequential(Layer):
     @property
     def out_features(self) -> int | None:
         return next((l.out_features for l in reversed(self.layers) if isinstance(l, Dense)), None)
-
-    def parameters(self) -> list[Parameter]:
-        for name, p in self._params.items():
-            p.name = name
-        return list(self._params.values())
 
     def forward(self, x: Any, train: bool = False) -> Any:
         for layer in self.layers:

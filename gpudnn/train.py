@@ -103,15 +103,12 @@ def _host_features(name: str, X: Any, model: Sequential) -> np.ndarray:
 def prepare_data(model: Sequential, loss_fn: Loss, X: Any, y: Any, name: str = "X") -> tuple[Any, Any]:
     """Validate features and targets on the host and move them to the model's backend once."""
     Xh = _host_features(name, X, model)
-    y_name = "y" if name == "X" else name.replace("X", "y")
+    y_name = name.replace("X", "y")
     yh = np.asarray(y) if not model.backend.is_array(y) else model.backend.to_numpy(y)
     if yh.ndim == 0 or len(yh) != len(Xh):
         raise ValueError(f"{y_name} must have one target per sample: {name} has {len(Xh)} rows, {y_name} has "
                          f"{yh.shape}")
-    try:
-        yh = loss_fn.check_targets(yh, model.out_features)
-    except (ValueError, TypeError) as exc:
-        raise type(exc)(str(exc).replace("y ", f"{y_name} ", 1) if y_name != "y" else str(exc)) from None
+    yh = loss_fn.check_targets(yh, model.out_features, y_name)
     b, dtype = model.backend, model.parameters()[0].data.dtype
     return b.asarray(Xh, dtype=dtype), b.asarray(yh, dtype=yh.dtype if yh.dtype.kind in "iu" else dtype)
 

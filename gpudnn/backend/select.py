@@ -13,6 +13,7 @@ import functools
 import os
 from typing import Iterator
 
+from ..kernels._common import simulator_enabled
 from .base import Backend
 
 KINDS = ("auto", "numpy", "cupy", "cudasim")
@@ -20,10 +21,6 @@ KINDS = ("auto", "numpy", "cupy", "cudasim")
 
 class BackendUnavailableError(RuntimeError):
     """The requested backend cannot run here; the message names the cause."""
-
-
-def _simulator_enabled() -> bool:
-    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -59,7 +56,7 @@ def cupy_status() -> tuple[bool, str]:
         (cupy.arange(4) + 1).sum().item()
     except Exception as exc:
         return False, f"the GPU did not answer a test computation ({_first_line(exc)})"
-    if _simulator_enabled():
+    if simulator_enabled():
         return False, "NUMBA_ENABLE_CUDASIM=1 is set, so numba.cuda runs its simulator instead of the GPU"
     try:
         from numba import cuda
@@ -86,7 +83,7 @@ def _resolve(kind: str) -> tuple[str, str]:
         if not ok:
             raise BackendUnavailableError(f"backend 'cupy' is unavailable: {why}")
         return "cupy", f"requested: {why}"
-    if kind == "cudasim" and not _simulator_enabled():
+    if kind == "cudasim" and not simulator_enabled():
         raise BackendUnavailableError("backend 'cudasim' needs NUMBA_ENABLE_CUDASIM=1 set before numba is imported")
     return kind, "requested"
 
