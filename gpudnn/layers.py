@@ -9,6 +9,7 @@ fresh arrays.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterator
 
 import numpy as np
@@ -18,6 +19,12 @@ from .backend import FROM_OUTPUT, activation_code, get_backend
 from .init import INITS, default_init, initial_weights
 from .parameter import Parameter
 from .workspace import Workspace
+
+
+def _finite(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -79,7 +86,7 @@ class Dense(Layer):
         self.out_features = _positive_int("out_features", out_features)
         self.code = activation_code(activation)
         self.activation = NAMES[self.code]
-        self.alpha = float(alpha)
+        self.alpha = _finite("alpha", alpha)
         self.init = init or default_init(self.activation)
         if self.init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
@@ -143,7 +150,7 @@ class Activation(Layer):
         super().__init__()
         self.code = activation_code(activation)
         self.activation = NAMES[self.code]
-        self.alpha = float(alpha)
+        self.alpha = _finite("alpha", alpha)
         self._saved_value = None
 
     def __repr__(self) -> str:

@@ -29,6 +29,14 @@ class Loss:
     def forward_backward(self, pred: Any, target: Any) -> tuple[Any, Any]:
         raise NotImplementedError
 
+    @staticmethod
+    def _like(pred: Any, target: Any) -> Any:
+        """``target`` viewed in the shape of ``pred`` (one target per prediction)."""
+        if getattr(target, "size", None) != pred.size:
+            raise ValueError(f"targets must hold one value per prediction, shape {tuple(pred.shape)}; "
+                             f"got shape {tuple(getattr(target, 'shape', ()))}")
+        return target.reshape(pred.shape)
+
     def check_targets(self, y: np.ndarray, n_outputs: int | None, name: str = "y") -> np.ndarray:
         """Validate host targets for a model with ``n_outputs`` outputs; return them in the dtype the loss takes.
         Errors call the targets ``name``."""
@@ -100,7 +108,7 @@ class BinaryCrossEntropy(Loss):
     def forward_backward(self, logits: Any, targets: Any) -> tuple[Any, Any]:
         b = self.backend
         grad = self.ws.get(b, "grad", tuple(logits.shape), logits.dtype)
-        return b.bce_logits(logits, targets.reshape(logits.shape), grad_out=grad)
+        return b.bce_logits(logits, self._like(logits, targets), grad_out=grad)
 
     def check_targets(self, y: np.ndarray, n_outputs: int | None, name: str = "y") -> np.ndarray:
         y = _target_matrix(y, n_outputs, name)
@@ -115,7 +123,7 @@ class MSELoss(Loss):
     def forward_backward(self, pred: Any, target: Any) -> tuple[Any, Any]:
         b = self.backend
         grad = self.ws.get(b, "grad", tuple(pred.shape), pred.dtype)
-        return b.mse(pred, target.reshape(pred.shape), grad_out=grad)
+        return b.mse(pred, self._like(pred, target), grad_out=grad)
 
     def check_targets(self, y: np.ndarray, n_outputs: int | None, name: str = "y") -> np.ndarray:
         return _target_matrix(y, n_outputs, name)

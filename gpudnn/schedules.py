@@ -23,7 +23,7 @@ class StepDecay(Schedule):
     """Multiply by ``gamma`` every ``every`` epochs."""
 
     def __init__(self, every: int, gamma: float = 0.1) -> None:
-        if every < 1 or not 0 < gamma <= 1:
+        if not (math.isfinite(every) and every >= 1 and 0 < gamma <= 1):
             raise ValueError(f"StepDecay needs every >= 1 and 0 < gamma <= 1, got every={every}, gamma={gamma}")
         self.every, self.gamma = every, gamma
 
@@ -35,7 +35,7 @@ class Cosine(Schedule):
     """Cosine annealing from 1 to ``min_factor`` over ``epochs`` (then stays at ``min_factor``)."""
 
     def __init__(self, epochs: float, min_factor: float = 0.0) -> None:
-        if epochs <= 0 or not 0 <= min_factor <= 1:
+        if not (math.isfinite(epochs) and epochs > 0 and 0 <= min_factor <= 1):
             raise ValueError(f"Cosine needs epochs > 0 and 0 <= min_factor <= 1, got {epochs}, {min_factor}")
         self.epochs, self.min_factor = epochs, min_factor
 
@@ -48,8 +48,8 @@ class WarmUp(Schedule):
     """Linear warm-up from ~0 to 1 over ``epochs``, then ``then`` (shifted to start at 0)."""
 
     def __init__(self, epochs: float, then: Schedule | None = None) -> None:
-        if epochs <= 0:
-            raise ValueError(f"WarmUp needs epochs > 0, got {epochs}")
+        if not (math.isfinite(epochs) and epochs > 0):
+            raise ValueError(f"WarmUp needs finite epochs > 0, got {epochs}")
         self.epochs, self.then = epochs, then or Constant()
 
     def __call__(self, epoch: float) -> float:

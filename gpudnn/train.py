@@ -58,8 +58,9 @@ class EarlyStopping:
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
                  mode: str = "auto", restore_best: bool = True) -> None:
-        if patience < 0 or min_delta < 0:
-            raise ValueError("EarlyStopping needs patience >= 0 and min_delta >= 0")
+        if not (isinstance(patience, int) and patience >= 0 and math.isfinite(min_delta) and min_delta >= 0):
+            raise ValueError(f"EarlyStopping needs an int patience >= 0 and a finite min_delta >= 0, "
+                             f"got patience={patience!r}, min_delta={min_delta!r}")
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
         self.monitor, self.patience, self.min_delta, self.restore_best = monitor, patience, min_delta, restore_best

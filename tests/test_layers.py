@@ -148,3 +148,18 @@ def test_backward_leaves_the_callers_gradient_alone_unless_allowed(rng):
     model.backward(dy, overwrite_dy=True)  # same gradients, dy used as scratch
     for p, g in zip(model.parameters(), grads):
         np.testing.assert_allclose(p.grad, g, rtol=1e-12)
+
+
+def test_non_finite_settings_are_refused_up_front():
+    for make, message in [
+        (lambda: gd.Cosine(float("nan")), "Cosine needs"),
+        (lambda: gd.WarmUp(float("inf")), "WarmUp needs finite epochs"),
+        (lambda: gd.StepDecay(float("nan")), "StepDecay needs"),
+        (lambda: gd.EarlyStopping(min_delta=float("nan")), "finite min_delta"),
+        (lambda: gd.Dense(3, 3, activation="leaky_relu", alpha=float("nan")), "alpha must be a finite number"),
+        (lambda: gd.Activation("leaky_relu", alpha=float("inf")), "alpha must be a finite number"),
+        (lambda: gd.MSELoss()(np.zeros((3, 2), np.float32), np.zeros((3, 3), np.float32)),
+         "targets must hold one value per prediction"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            make()
