@@ -82,7 +82,9 @@ def test_transfer_creation_and_matmul(rng):
     np.testing.assert_array_equal(b.to_numpy(a), host.astype(np.float32))
     assert b.zeros((2, 3)).dtype == np.float32 and b.empty((4,), np.float64).dtype == np.float64
     w = b.asarray(rng.standard_normal((5, 4)))
-    np.testing.assert_allclose(b.matmul(a.astype(np.float64), w, transpose_a=True), host.T @ b.to_numpy(w), rtol=1e-6)
+    rounded = host.astype(np.float32).astype(np.float64)  # what `a` holds
+    np.testing.assert_allclose(b.matmul(a.astype(np.float64), w, transpose_a=True), rounded.T @ b.to_numpy(w),
+                               rtol=1e-12, atol=1e-12)
     out = b.empty((3, 3), np.float64)
     assert b.matmul(a.astype(np.float64), a.astype(np.float64), out=out, transpose_a=True) is out
     with pytest.raises(ValueError, match="matmul shapes do not match"):
