@@ -3,7 +3,8 @@
 MLP 784-1024-1024-10, ReLU, softmax cross-entropy, Adam, float32. One step is forward (train
 mode), loss + gradient, backward, optimizer step, zero_grad, on a fixed batch. The "GEMM floor"
 is the step's eight matrix products (3 forward, 3 weight gradients, 2 input gradients: the
-first layer's input needs none) into preallocated outputs, timed in the same run.
+first layer's input needs none) into preallocated outputs, timed in the same run; the floor
+ratio is the median over rounds of step/floor timed back to back (harness.paired_ratio).
 
 On the CPU, PyTorch is timed in a child process between two blocks of gpudnn rounds: in one
 process, PyTorch's OpenMP threads and NumPy's OpenBLAS threads keep spinning after their calls
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -99,10 +101,10 @@ def _torch_cpu_in_child(batch: int, sizes: tuple[int, ...], rounds: int) -> floa
     return json.loads(out.stdout.strip().splitlines()[-1])["torch"]
 
 
-def _row(name: str, batch: int, times: dict[str, float], launches: float) -> dict[str, Any]:
+def _row(name: str, batch: int, times: dict[str, float], launches: float, floor_ratio: float) -> dict[str, Any]:
     row: dict[str, Any] = {"device": name, "batch": batch, "launches_per_step": launches}
     row.update({f"{k}_ms": v * 1e3 for k, v in times.items()})
-    row["gemm_floor_ratio"] = times["gpudnn"] / times["gemm_floor"]
+    row["gemm_floor_ratio"] = floor_ratio
     if "torch" in times:
         row["torch_ratio"] = times["gpudnn"] / times["torch"]
     return row
@@ -119,13 +121,14 @@ def run(quick: bool = False) -> dict[str, Any]:
     before = b.launches
     step()
     launches = b.launches - before
-    blocks = [harness.interleaved(variants, rounds=rounds, warmup=3)]
+    first = harness.interleaved_samples(variants, rounds=rounds, warmup=3)
     torch_s = _torch_cpu_in_child(256, sizes, rounds) if torch else None
-    blocks.append(harness.interleaved(variants, rounds=rounds, warmup=3))
-    times = {k: min(block[k] for block in blocks) for k in variants}  # the quieter block of each
+    second = harness.interleaved_samples(variants, rounds=rounds, warmup=3)
+    samples = {k: first[k] + second[k] for k in variants}
+    times = {k: statistics.median(v) for k, v in samples.items()}
     if torch_s is not None:
         times["torch"] = torch_s
-    rows.append(_row("cpu", 256, times, launches))
+    rows.append(_row("cpu", 256, times, launches, harness.paired_ratio(samples, "gpudnn", "gemm_floor")))
     try:
         from gpudnn.backend import cupy_status
 
@@ -149,8 +152,9 @@ def run(quick: bool = False) -> dict[str, Any]:
                 sync()
                 torch.cuda.synchronize()
 
-            rows.append(_row("gpu", batch, harness.interleaved(variants, rounds=rounds, warmup=5, sync=both_sync),
-                             launches))
+            samples = harness.interleaved_samples(variants, rounds=rounds, warmup=5, sync=both_sync)
+            times = {k: statistics.median(v) for k, v in samples.items()}
+            rows.append(_row("gpu", batch, times, launches, harness.paired_ratio(samples, "gpudnn", "gemm_floor")))
     return {"model": "-".join(map(str, sizes)), "dtype": "float32", "optimizer": "Adam",
             "torch_threads": threads, "rows": rows}
 

@@ -20,9 +20,9 @@ import numpy as np
 RESULTS = Path(__file__).parent / "results"
 
 
-def interleaved(variants: dict[str, Callable[[], Any]], rounds: int = 7, warmup: int = 2,
-                sync: Callable[[], None] = lambda: None) -> dict[str, float]:
-    """Median seconds per call for each variant, timed round-robin after ``warmup`` calls each."""
+def interleaved_samples(variants: dict[str, Callable[[], Any]], rounds: int = 7, warmup: int = 2,
+                        sync: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
+    """Seconds per call of each variant in each round, timed round-robin after ``warmup`` calls each."""
     for fn in variants.values():
         for _ in range(warmup):
             fn()
@@ -35,7 +35,20 @@ def interleaved(variants: dict[str, Callable[[], Any]], rounds: int = 7, warmup:
             fn()
             sync()
             samples[name].append(time.perf_counter() - t0)
+    return samples
+
+
+def interleaved(variants: dict[str, Callable[[], Any]], rounds: int = 7, warmup: int = 2,
+                sync: Callable[[], None] = lambda: None) -> dict[str, float]:
+    """Median seconds per call for each variant, timed round-robin after ``warmup`` calls each."""
+    samples = interleaved_samples(variants, rounds, warmup, sync)
     return {name: statistics.median(ts) for name, ts in samples.items()}
+
+
+def paired_ratio(samples: dict[str, list[float]], numerator: str, denominator: str) -> float:
+    """Median over rounds of numerator/denominator timed in the same round: a machine slowdown
+    that lasts a round hits both, so the ratio stays steadier than a ratio of medians."""
+    return statistics.median(a / b for a, b in zip(samples[numerator], samples[denominator]))
 
 
 def host_copy_gbps(nbytes: int = 256 * 2**20, rounds: int = 7) -> float:

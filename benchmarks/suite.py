@@ -9,7 +9,7 @@ from typing import Any
 from benchmarks import harness
 
 SUITES = {
-    "kernels": ("bench_activations", "bench_losses", "bench_optim"),
+    "kernels": ("bench_activations", "bench_losses", "bench_optim", "bench_norm"),
     "mlp": ("bench_mlp",),
     "pca": ("bench_pca",),
 }

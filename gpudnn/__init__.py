@@ -18,6 +18,7 @@ from .io import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .layers import Activation, Dense, Dropout, Layer
 from .losses import BinaryCrossEntropy, MSELoss, SoftmaxCrossEntropy
 from .model import Sequential
+from .normalization import BatchNorm1d, LayerNorm
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 from .parameter import Parameter
 from .pca import PCA
@@ -28,7 +29,7 @@ from .train import DeviceMemoryError, EarlyStopping, History, NonFiniteError, ev
 __version__ = "0.1.0"
 
 __all__ = [
-    "Activation", "Adam", "AdamW", "Autoencoder", "DeviceMemoryError", "PCA", "free_memory", "precompile", "Backend", "BackendUnavailableError", "BinaryCrossEntropy", "Checkpoint",
+    "Activation", "Adam", "AdamW", "Autoencoder", "BatchNorm1d", "LayerNorm", "DeviceMemoryError", "PCA", "free_memory", "precompile", "Backend", "BackendUnavailableError", "BinaryCrossEntropy", "Checkpoint",
     "CheckpointError", "Constant", "Cosine", "Dense", "Dropout", "EarlyStopping", "History", "Layer", "MSELoss",
     "NonFiniteError", "Optimizer", "Parameter", "RMSprop", "SGD", "Sequential", "SoftmaxCrossEntropy", "StepDecay",
     "WarmUp", "evaluate", "fit", "get_backend", "load_checkpoint", "predict", "save_checkpoint", "seed",

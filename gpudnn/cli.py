@@ -27,7 +27,7 @@ def _cmd_info(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from .jobs import train_job
 
-    train_job(dataset=args.dataset, hidden=args.hidden, activation=args.activation, dropout=args.dropout,
+    train_job(dataset=args.dataset, hidden=args.hidden, activation=args.activation, dropout=args.dropout, norm=args.norm,
               optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, l1=args.l1,
               l2=args.l2, weight_decay=args.weight_decay, seed=args.seed, val_fraction=args.val_fraction,
               patience=args.patience, label=args.label, save=args.save, resume=args.resume, plot=args.plot,
@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hidden", default="256,128", help="hidden layer widths, comma-separated (default 256,128)")
     t.add_argument("--activation", default="relu", help="hidden activation (relu, gelu, tanh, silu, ...)")
     t.add_argument("--dropout", type=float, default=0.1, help="dropout after each hidden layer (default 0.1)")
+    t.add_argument("--norm", choices=("none", "layer", "batch"), default="none",
+                   help="LayerNorm or BatchNorm1d between each hidden Dense and its activation (default none)")
     t.add_argument("--optimizer", default="adam", help="sgd, adam, adamw or rmsprop (default adam)")
     t.add_argument("--lr", type=_nonneg_float, default=1e-3, help="learning rate (default 1e-3)")
     t.add_argument("--epochs", type=_positive_int, default=30, help="epochs (default 30)")

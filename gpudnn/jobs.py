@@ -16,10 +16,12 @@ import numpy as np
 
 from .backend import get_backend, selection_reason
 from .data import load_dataset, standardize
+from .init import default_init
 from .io import atomic_write, load_checkpoint, save_checkpoint
-from .layers import Dense, Dropout
+from .layers import Activation, Dense, Dropout
 from .losses import LOSSES, SoftmaxCrossEntropy
 from .model import Sequential
+from .normalization import BatchNorm1d, LayerNorm
 from .optimizers import OPTIMIZERS
 from .train import evaluate, fit, predict
 
@@ -41,10 +43,21 @@ def parse_hidden(text: str) -> list[int]:
     return sizes
 
 
-def build_mlp(n_in: int, hidden: list[int], n_out: int, activation: str, dropout: float) -> Sequential:
+NORMS = {"none": None, "layer": LayerNorm, "batch": BatchNorm1d}
+
+
+def build_mlp(n_in: int, hidden: list[int], n_out: int, activation: str, dropout: float,
+              norm: str = "none") -> Sequential:
+    """Dense hidden layers (fused activation), or Dense -> LayerNorm/BatchNorm1d -> Activation with a norm."""
+    if norm not in NORMS:
+        raise UsageError(f"--norm must be one of {', '.join(NORMS)}, got {norm!r}")
     layers: list[Any] = []
     for width in hidden:
-        layers.append(Dense(n_in, width, activation=activation))
+        if NORMS[norm] is None:
+            layers.append(Dense(n_in, width, activation=activation))
+        else:
+            layers += [Dense(n_in, width, init=default_init(activation), bias=norm != "batch"), NORMS[norm](width),
+                       Activation(activation)]
         if dropout > 0:
             layers.append(Dropout(dropout))
         n_in = width
@@ -62,6 +75,7 @@ def _write_json(path: str | Path, payload: dict[str, Any]) -> None:
 
 
 def train_job(*, dataset: str = "digits", hidden: str = "256,128", activation: str = "relu", dropout: float = 0.1,
+              norm: str = "none",
               optimizer: str = "adam", lr: float = 1e-3, epochs: int = 30, batch_size: int = 64, l1: float = 0.0,
               l2: float = 0.0, weight_decay: float = 0.0, seed: int = 0, val_fraction: float = 0.1,
               patience: int | None = None, label: str | None = None, save: str | None = None,
@@ -101,7 +115,7 @@ def train_job(*, dataset: str = "digits", hidden: str = "256,128", activation: s
     else:
         if optimizer not in OPTIMIZERS:
             raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
-        model = build_mlp(data.n_features, parse_hidden(hidden), data.n_classes, activation, dropout)
+        model = build_mlp(data.n_features, parse_hidden(hidden), data.n_classes, activation, dropout, norm)
         regularization = {"l1": l1, "l2": l2}
         if weight_decay or optimizer == "adamw":
             regularization["weight_decay"] = weight_decay

@@ -9,22 +9,15 @@ fresh arrays.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterator
 
 import numpy as np
 
 from .backend import ACTIVATION_NAMES as NAMES
-from .backend import FROM_OUTPUT, activation_code, get_backend
+from .backend import FROM_OUTPUT, activation_code, check_finite_scalar, get_backend
 from .init import INITS, default_init, initial_weights
 from .parameter import Parameter
 from .workspace import Workspace
-
-
-def _finite(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -34,12 +27,19 @@ def _positive_int(name: str, value: Any) -> int:
 
 
 class Layer:
-    """Base class: parameters, train/eval forward, backward."""
+    """Base class: parameters, buffers (saved but not trained state), train/eval forward, backward.
+
+    ``in_features``/``out_features`` are the widths a layer needs and gives (None: any width).
+    """
+
+    in_features: int | None = None
+    out_features: int | None = None
 
     def __init__(self) -> None:
         self.backend = get_backend()
         self.ws = Workspace()
         self._params: dict[str, Parameter] = {}
+        self._buffers: dict[str, Any] = {}
 
     def parameters(self) -> list[Parameter]:
         return list(self._params.values())
@@ -47,6 +47,11 @@ class Layer:
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         for name, p in self._params.items():
             yield prefix + name, p
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        """Arrays the layer keeps between calls without training them (e.g. running statistics)."""
+        for name, buf in self._buffers.items():
+            yield prefix + name, buf
 
     def forward(self, x: Any, train: bool = False) -> Any:
         raise NotImplementedError
@@ -77,16 +82,17 @@ class Layer:
 
 class Dense(Layer):
     """``y = f(x @ W + b)``: one GEMM and one fused bias+activation forward; backward is one fused
-    activation-gradient/bias-gradient pass and two GEMMs. W: (in_features, out_features)."""
+    activation-gradient/bias-gradient pass and two GEMMs. W: (in_features, out_features).
+    ``bias=False`` drops b (e.g. before a BatchNorm1d, whose mean subtraction cancels it)."""
 
     def __init__(self, in_features: int, out_features: int, activation: str | None = None, *,
-                 alpha: float = 0.01, init: str | None = None, dtype: Any = None) -> None:
+                 alpha: float = 0.01, init: str | None = None, bias: bool = True, dtype: Any = None) -> None:
         super().__init__()
         self.in_features = _positive_int("in_features", in_features)
         self.out_features = _positive_int("out_features", out_features)
         self.code = activation_code(activation)
         self.activation = NAMES[self.code]
-        self.alpha = _finite("alpha", alpha)
+        self.alpha = check_finite_scalar("alpha", alpha)
         self.init = init or default_init(self.activation)
         if self.init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
@@ -95,8 +101,10 @@ class Dense(Layer):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
         w = initial_weights(self.backend, self.in_features, self.out_features, self.init, dtype)
         self.W = Parameter("W", w, self.backend)
-        self.b = Parameter("b", self.backend.zeros((self.out_features,), dtype), self.backend)
-        self._params = {"W": self.W, "b": self.b}
+        self._params = {"W": self.W}
+        self.b: Parameter | None = None
+        if bias:
+            self.b = self._params["b"] = Parameter("b", self.backend.zeros((self.out_features,), dtype), self.backend)
         self._x = self._act_saved = None
         self.needs_input_grad = True  # Sequential turns it off for its first layer
 
@@ -105,7 +113,7 @@ class Dense(Layer):
 
     def config(self) -> dict[str, Any]:
         return {"type": "Dense", "in_features": self.in_features, "out_features": self.out_features,
-                "activation": self.activation, "alpha": self.alpha, "init": self.init,
+                "activation": self.activation, "alpha": self.alpha, "init": self.init, "bias": self.b is not None,
                 "dtype": str(self.W.data.dtype)}
 
     def forward(self, x: Any, train: bool = False) -> Any:
@@ -113,15 +121,16 @@ class Dense(Layer):
         b, n, dtype = self.backend, x.shape[0], self.W.data.dtype
         if x.dtype != dtype:
             raise TypeError(f"x is {x.dtype} but the layer's weights are {dtype}; convert x first")
+        bias = None if self.b is None else self.b.data
         if not train:
             h = b.matmul(x, self.W.data)
-            return b.bias_act(h, self.b.data, self.code, self.alpha, out=h)
+            return b.bias_act(h, bias, self.code, self.alpha, out=h)
         h = b.matmul(x, self.W.data, out=self.ws.get(b, "h", (n, self.out_features), dtype))
         if self.code in FROM_OUTPUT:  # derivative from y: keep only y, computed in place
-            y = b.bias_act(h, self.b.data, self.code, self.alpha, out=h)
+            y = b.bias_act(h, bias, self.code, self.alpha, out=h)
             self._act_saved = y
         else:
-            y = b.bias_act(h, self.b.data, self.code, self.alpha,
+            y = b.bias_act(h, bias, self.code, self.alpha,
                            out=self.ws.get(b, "y", h.shape, dtype), z_out=h)
             self._act_saved = h
         self._x = x
@@ -137,7 +146,8 @@ class Dense(Layer):
             dy, saved, self.code, self.alpha, from_output=self.code in FROM_OUTPUT,
             dz_out=dz_out, db_out=self.ws.get(b, "db", (self.out_features,), dy.dtype))
         self.W.accumulate_matmul(x, dz, transpose_a=True, scratch=self.ws.get(b, "dW", self.W.shape, dy.dtype))
-        self.b.accumulate(db)
+        if self.b is not None:
+            self.b.accumulate(db)
         if not self.needs_input_grad:
             return None
         return b.matmul(dz, self.W.data, out=self.ws.get(b, "dx", x.shape, dy.dtype), transpose_b=True)
@@ -150,7 +160,7 @@ class Activation(Layer):
         super().__init__()
         self.code = activation_code(activation)
         self.activation = NAMES[self.code]
-        self.alpha = _finite("alpha", alpha)
+        self.alpha = check_finite_scalar("alpha", alpha)
         self._saved_value = None
 
     def __repr__(self) -> str:
@@ -209,5 +219,3 @@ class Dropout(Layer):
         b = self.backend
         return b.dropout_backward(dy, self.p, seed, out=dy if overwrite_dy else self.ws.get(b, "dx", dy.shape, dy.dtype))
 
-
-LAYER_TYPES: dict[str, type[Layer]] = {"Dense": Dense, "Activation": Activation, "Dropout": Dropout}

@@ -6,7 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from .layers import LAYER_TYPES, Dense, Layer
+from .layers import Activation, Dense, Dropout, Layer
+from .normalization import BatchNorm1d, LayerNorm
+
+LAYER_TYPES: dict[str, type[Layer]] = {cls.__name__: cls for cls in (Dense, Activation, Dropout, LayerNorm, BatchNorm1d)}
 
 
 class Sequential(Layer):
@@ -22,7 +25,7 @@ class Sequential(Layer):
             if layer.backend is not self.backend:
                 raise TypeError(f"layer {i} was built on backend {layer.backend.name}, the model on {self.backend.name}")
         self.layers = list(layers)
-        widths = [(i, l) for i, l in enumerate(self.layers) if isinstance(l, Dense)]
+        widths = [(i, l) for i, l in enumerate(self.layers) if l.in_features is not None]
         for (i, a), (j, b) in zip(widths, widths[1:]):
             if a.out_features != b.in_features:
                 raise ValueError(f"layer {i} outputs {a.out_features} features but layer {j} expects {b.in_features}")
@@ -31,6 +34,7 @@ class Sequential(Layer):
         self._params = {name: p for i, l in enumerate(self.layers) for name, p in l.named_parameters(f"{i}.")}
         for name, p in self._params.items():
             p.name = name
+        self._buffers = {name: buf for i, l in enumerate(self.layers) for name, buf in l.named_buffers(f"{i}.")}
 
     def __repr__(self) -> str:
         inner = ",\n  ".join(map(repr, self.layers))
@@ -43,12 +47,12 @@ class Sequential(Layer):
         return self.layers[i]
 
     @property
-    def in_features(self) -> int | None:
-        return next((l.in_features for l in self.layers if isinstance(l, Dense)), None)
+    def in_features(self) -> int | None:  # type: ignore[override]
+        return next((l.in_features for l in self.layers if l.in_features is not None), None)
 
     @property
-    def out_features(self) -> int | None:
-        return next((l.out_features for l in reversed(self.layers) if isinstance(l, Dense)), None)
+    def out_features(self) -> int | None:  # type: ignore[override]
+        return next((l.out_features for l in reversed(self.layers) if l.out_features is not None), None)
 
     def forward(self, x: Any, train: bool = False) -> Any:
         for layer in self.layers:
@@ -89,19 +93,24 @@ class Sequential(Layer):
             layers.append(LAYER_TYPES[kind](**spec))
         return cls(*layers)
 
+    def _state_arrays(self) -> dict[str, Any]:
+        """Every saved array by name: parameters' data, then buffers."""
+        return {**{name: p.data for name, p in self._params.items()}, **self._buffers}
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Parameter name -> host NumPy copy."""
-        return {name: self.backend.to_numpy(p.data).copy() for name, p in self._params.items()}
+        """Parameter and buffer name -> host NumPy copy."""
+        return {name: self.backend.to_numpy(a).copy() for name, a in self._state_arrays().items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Copy values into the existing parameters; names and shapes must match exactly."""
-        missing = sorted(set(self._params) - set(state))
-        unexpected = sorted(set(state) - set(self._params))
+        """Copy values into the existing parameters and buffers; names and shapes must match exactly."""
+        arrays = self._state_arrays()
+        missing = sorted(set(arrays) - set(state))
+        unexpected = sorted(set(state) - set(arrays))
         if missing or unexpected:
             raise ValueError(f"state dict does not fit this model: missing {missing}, unexpected {unexpected}")
-        for name, p in self._params.items():
+        for name, a in arrays.items():
             value = np.asarray(state[name]) if isinstance(state[name], (list, tuple, np.ndarray)) else state[name]
-            if tuple(value.shape) != p.shape:
-                raise ValueError(f"state dict entry {name} has shape {tuple(value.shape)}, the model needs {p.shape}")
-        for name, p in self._params.items():
-            p.data[...] = self.backend.asarray(state[name], dtype=p.data.dtype)
+            if tuple(value.shape) != tuple(a.shape):
+                raise ValueError(f"state dict entry {name} has shape {tuple(value.shape)}, the model needs {tuple(a.shape)}")
+        for name, a in arrays.items():
+            a[...] = self.backend.asarray(state[name], dtype=a.dtype)

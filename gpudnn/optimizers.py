@@ -18,18 +18,12 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .backend import check_finite_scalar
 from .parameter import Arena, Parameter, pack
 
 
 def _nonneg(name: str, value: Any, *, upper: float | None = None, upper_open: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(v) or v < 0 or (upper is not None and (v > upper or (upper_open and v == upper))):
-        bound = f" and {'<' if upper_open else '<='} {upper}" if upper is not None else ""
-        raise ValueError(f"{name} must be finite, >= 0{bound}; got {value!r}")
-    return v
+    return check_finite_scalar(name, value, low=0, high=upper, high_open=upper_open)
 
 
 class Optimizer:

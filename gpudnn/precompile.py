@@ -31,6 +31,13 @@ def precompile(dtypes: Iterable[Any] = ("float32",), backend: Any = None, verbos
         b.bce_logits(x, b.zeros(x.shape, dtype))
         b.mse(x, b.zeros(x.shape, dtype))
         b.dropout_backward(b.dropout(x, 0.5, 1), 0.5, 1)
+        gamma, beta = b.zeros((3,), dtype), b.zeros((3,), dtype)
+        _, mean, rstd = b.layer_norm(x, gamma, beta)
+        b.layer_norm_backward(x, x, gamma, mean, rstd)
+        stats = {"running_mean": b.zeros((3,), dtype), "running_var": b.zeros((3,), dtype)}
+        _, mean, rstd = b.batch_norm(x, gamma, beta, **stats)
+        b.batch_norm(x, gamma, beta, training=False, **stats)
+        b.batch_norm_backward(x, x, gamma, mean, rstd)
         p, g, m, v = (b.zeros((4,), dtype) for _ in range(4))
         for first_step in (True, False):
             b.sgd_(p, g, m, lr=0.1, momentum=0.9, first_step=first_step)

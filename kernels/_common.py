@@ -140,7 +140,9 @@ def output(
 
 def check_finite_scalar(name: str, value: float, *, low: float | None = None, high: float | None = None,
                         low_open: bool = False, high_open: bool = False) -> float:
-    """A finite Python float within [low, high] (ends open where stated)."""
+    """A finite Python float within [low, high] (ends open where stated); bools are refused."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a real number, got bool")
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -242,3 +244,39 @@ def grid_1d(n: int, block: int = CUDA_BLOCK) -> tuple[int, int]:
         return 2, 32
     blocks = max(1, min((n + block - 1) // block, 4096))
     return blocks, block
+
+
+def row_launch(n: int, k: int) -> tuple[int, int]:
+    """(blocks, threads) of a block-per-row kernel over ``n`` rows of ``k`` (a single warp for short
+    rows), rows strided over the grid. The simulator runs every thread as a Python thread."""
+    if simulator_enabled():
+        return 2, 32
+    threads = 32 if k <= 64 else 128 if k <= 2048 else 256
+    return min(n, 4096), threads
+
+
+def column_tile() -> tuple[int, int]:
+    """CUDA block shape (columns, rows) of column-strip kernels: a warp reads 32 adjacent columns of
+    one row (coalesced). Under the simulator a smaller tile (same code) keeps the tests quick while
+    still covering several blocks in both grid dimensions."""
+    return (8, 4) if simulator_enabled() else (32, 8)
+
+
+ROWS_PER_THREAD = 32  # column-strip kernels: a block covers ~256 rows of its strip before the grid repeats
+
+
+def column_grid(n: int, m: int, tile: tuple[int, int]) -> tuple[int, int]:
+    """Blocks along (columns, rows) for an (n, m) array. Under the simulator 2 x 2 blocks walk
+    everything by grid-stride."""
+    if simulator_enabled():
+        return 2, 2
+    strips = min((m + tile[0] - 1) // tile[0], 65535)
+    chunks = min((n + tile[1] * ROWS_PER_THREAD - 1) // (tile[1] * ROWS_PER_THREAD), 65535)
+    return max(strips, 1), max(chunks, 1)
+
+
+def device_jit():
+    """Decorator for CUDA device functions: ``cuda.jit(device=True)``, or the plain Python function
+    under the simulator, whose device-function wrapper takes a global lock on every call and would
+    serialise the simulated threads."""
+    return (lambda f: f) if simulator_enabled() else cuda().jit(device=True)

@@ -254,10 +254,9 @@ def cuda_scalars(dtype: Any = np.float64):
     are anyway, but its device-function wrapper takes a global lock on every call, which
     serialises the simulated threads.
     """
-    from ._common import cuda, simulator_enabled
+    from ._common import device_jit
 
-    jit = (lambda f: f) if simulator_enabled() else cuda().jit(device=True)
-    return _build(jit, dtype, math.exp, math.tanh, math.erfc)
+    return _build(device_jit(), dtype, math.exp, math.tanh, math.erfc)
 
 
 # --------------------------------------------------------------------------- references

@@ -23,7 +23,6 @@ from . import _common as c
 from .activations import FROM_OUTPUT, NAMES, activation_code, cpu_scalars, cuda_scalars, grad_from_output_ref, grad_ref
 
 _ROW_BLOCK = 256  # CPU: rows per float64 partial sum of db
-_ROWS_PER_THREAD = 32  # CUDA: a block covers ~256 rows of its column strip before the grid repeats
 
 
 def _validate(dy: Any, saved: Any, activation: str | int, alpha: float, from_output: bool,
@@ -109,15 +108,6 @@ def bias_act_backward_cpu(dy: Any, saved: Any, activation: str | int = "relu", a
 # --------------------------------------------------------------------------- CUDA
 
 
-def _tile() -> tuple[int, int]:
-    """CUDA block shape (columns, rows): a warp reads 32 adjacent columns of one row (coalesced).
-
-    The simulator runs every thread as a Python thread, so there a smaller tile (same code) keeps
-    the tests quick while still covering several blocks in both grid dimensions.
-    """
-    return (8, 4) if c.simulator_enabled() else (32, 8)
-
-
 @functools.cache
 def _cuda_kernel(code: int, from_output: bool, dtype: Any, tile: tuple[int, int]):
     _, grad_z, grad_y = cuda_scalars(dtype)
@@ -151,15 +141,6 @@ def _cuda_kernel(code: int, from_output: bool, dtype: Any, tile: tuple[int, int]
     return kernel
 
 
-def _grid(n: int, m: int, tile: tuple[int, int]) -> tuple[int, int]:
-    """Blocks along (columns, rows). Under the simulator 2 x 2 blocks walk everything by grid-stride."""
-    if c.simulator_enabled():
-        return 2, 2
-    strips = min((m + tile[0] - 1) // tile[0], 65535)
-    chunks = min((n + tile[1] * _ROWS_PER_THREAD - 1) // (tile[1] * _ROWS_PER_THREAD), 65535)
-    return strips, chunks
-
-
 def bias_act_backward_cuda(dy: Any, saved: Any, activation: str | int = "relu", alpha: float = 0.0,
                            from_output: bool = True, dz_out: Any = None,
                            db_out: Any = None) -> tuple[Any, Any]:
@@ -168,10 +149,10 @@ def bias_act_backward_cuda(dy: Any, saved: Any, activation: str | int = "relu", 
     db_out.fill(0)  # the kernel adds into db atomically
     if dy.size == 0:
         return dz_out, db_out
-    tile = _tile()
+    tile = c.column_tile()
     kernel = _cuda_kernel(code, from_output, dy.dtype, tile)
     # dz comes after dy: when they are one array, the simulator's copy-back of dz lands last.
     args = c.cuda_args(dy, saved, dz_out, db_out)
-    kernel[_grid(*dy.shape, tile), tile, c.current_stream()](
+    kernel[c.column_grid(*dy.shape, tile), tile, c.current_stream()](
         args[0], args[1], dy.dtype.type(alpha), args[2], args[3])
     return dz_out, db_out

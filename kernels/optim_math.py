@@ -170,9 +170,7 @@ def cpu_kernel(optimizer: str, flags: tuple[bool, ...]):
 @functools.cache
 def cuda_kernel(optimizer: str, flags: tuple[bool, ...]):
     """The numba.cuda grid-stride kernel ``kernel[grid](arrays, h)`` (compiled on first launch)."""
-    # Under the simulator device functions stay plain Python: its device-function wrapper takes a
-    # global lock per call, which serialises the simulated threads.
-    device = (lambda f: f) if c.simulator_enabled() else cuda.jit(device=True)
+    device = c.device_jit()
     element = _ELEMENTS[optimizer](device, *flags)
 
     @cuda.jit

@@ -234,20 +234,12 @@ class _CudaKernels(NamedTuple):
     rows_inplace: Any  # [grid](x, log)
 
 
-def _row_launch(n: int, k: int) -> tuple[int, int]:
-    """(blocks, threads): a block per row (a single warp for short rows), rows strided over the grid."""
-    if c.simulator_enabled():
-        return 2, 32  # every simulated thread is a Python thread
-    threads = 32 if k <= 64 else 128 if k <= 2048 else 256
-    return min(n, 4096), threads  # a few waves of blocks; each adds its loss with one atomic
-
-
 @functools.cache
 def _cuda_kernels(dtype: np.dtype, threads: int) -> _CudaKernels:
     ftype = dtype.type
     zero = ftype(0)
     lowest = ftype(-np.inf)
-    device = (lambda f: f) if c.simulator_enabled() else cuda.jit(device=True)
+    device = c.device_jit()
 
     @device
     def block_reduce(shared, value, take_max):
@@ -348,7 +340,7 @@ def softmax_xent_cuda(logits: Any, labels: Any, smoothing: float = 0.0, dlogits_
     smoothing, dlogits = _validate_xent(logits, labels, smoothing, dlogits_out)
     xp = c.array_module(logits)
     n, k = logits.shape
-    blocks, threads = _row_launch(n, k)
+    blocks, threads = c.row_launch(n, k)
     kernels = _cuda_kernels(logits.dtype, threads)
     loss = xp.zeros(1, dtype=logits.dtype)
     launch = (blocks, threads, c.current_stream())
@@ -366,7 +358,7 @@ def _rows_cuda(x: Any, out: Any, log: bool) -> Any:
     out = _validate_rows(x, out)
     if x.size == 0:
         return out
-    blocks, threads = _row_launch(*x.shape)
+    blocks, threads = c.row_launch(*x.shape)
     kernels = _cuda_kernels(x.dtype, threads)
     launch = (blocks, threads, c.current_stream())
     if c.same_buffer(out, x):

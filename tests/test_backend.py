@@ -125,6 +125,18 @@ def test_cupy_backend_runs_kernels_on_gpu(rng):
         b.bias_act(x, None)
 
 
-def test_precompile_runs_every_fused_op():
-    calls = gpudnn.precompile(backend=backend("numpy"))
-    assert calls == 2 * 9 + 5 + 2 + 3 + 2  # activations fwd+bwd, losses, dropout pair, sgd x3, adam, rmsprop
+def test_precompile_runs_every_fused_op(monkeypatch):
+    import importlib
+    import pkgutil
+
+    import gpudnn.kernels as kernels
+
+    b = backend("numpy")
+    called, dispatch = set(), b._kernel
+    monkeypatch.setattr(b, "_kernel", lambda module, op: called.add((module, op)) or dispatch(module, op))
+    calls = gpudnn.precompile(backend=b)
+    ops = {(info.name, name[:-len("_cpu")]) for info in pkgutil.iter_modules(kernels.__path__)
+           for name in dir(importlib.import_module(f"gpudnn.kernels.{info.name}"))
+           if name.endswith("_cpu") and not name.startswith("_")}
+    assert called == ops
+    assert calls >= 2 * 9 + len(ops)  # every activation forward and backward, then each other op

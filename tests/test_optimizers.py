@@ -84,7 +84,7 @@ def test_state_roundtrip_and_bad_hyperparameters():
     opt.load_state_dict(state)
     with pytest.raises(ValueError, match="is for RMSprop, not Adam"):
         gd.Adam(gd.Sequential(gd.Dense(3, 2)).parameters()).load_state_dict(state)
-    for bad, message in [({"lr": -1}, "lr must be finite, >= 0"), ({"lr": float("nan")}, "lr must be finite"),
+    for bad, message in [({"lr": -1}, "lr must be >= 0"), ({"lr": float("nan")}, "lr must be finite"),
                          ({"betas": (1.0, 0.9)}, "beta1 must be"), ({"eps": 0}, "eps must be > 0"),
                          ({"max_grad_norm": 0}, "max_grad_norm must be > 0")]:
         with pytest.raises(ValueError, match=message):
