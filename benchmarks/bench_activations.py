@@ -2,8 +2,10 @@
 
 Each row times, round-robin in one run: the gpudnn kernel writing into preallocated outputs
 (``out=``, ``dz_out=``/``db_out=``), the unfused NumPy expression a user would write (fresh arrays
-every call), the same expression in PyTorch CPU when importable (one thread, like the kernels), and
-a copy of one operand into a preallocated array. GB/s counts the minimum bytes an op must move
+every call) and a copy of one operand into a preallocated array; then the same expression in
+PyTorch CPU when importable, on the same data in a child process with PyTorch's own thread count
+(see harness.time_in_child; the gpudnn kernels split rows over the cores from 4M elements up).
+GB/s counts the minimum bytes an op must move
 (read inputs once, write outputs once) over the gpudnn time; ``copy_frac`` is that against the
 copy's GB/s (bytes read + written) from the same rounds, so machine noise hits both alike.
 On a GPU (CuPy + a device) the same rows run as CUDA kernel vs CuPy unfused (in the ``numpy_*``
@@ -112,6 +114,11 @@ def _cases(xp: Any, shape: tuple[int, int], impl: str) -> list[tuple[str, str, i
     return cases
 
 
+def torch_variant(index: int, shape: list[int]) -> Callable[[], Any]:
+    """The PyTorch CPU variant of case ``index``, on the same data (timed in a child process)."""
+    return _cases(np, tuple(shape), "cpu")[index][3]["torch"]
+
+
 def _rows(device: str, xp: Any, shape: tuple[int, int], impl: str, rounds: int,
           sync: Callable[[], None]) -> list[dict[str, Any]]:
     rows = []
@@ -119,8 +126,12 @@ def _rows(device: str, xp: Any, shape: tuple[int, int], impl: str, rounds: int,
     for _, _, _, variants in cases:  # compile, and touch every buffer before any timing starts
         for fn in variants.values():
             fn()
-    for op, activation, nbytes, variants in cases:
+    for index, (op, activation, nbytes, variants) in enumerate(cases):
+        on_cpu_torch = device == "cpu" and variants.pop("torch", None) is not None
         times = harness.interleaved(variants, rounds=rounds, sync=sync)
+        if on_cpu_torch:
+            times["torch"] = harness.time_in_child("benchmarks.bench_activations:torch_variant", index, list(shape),
+                                                   rounds=rounds)
         row: dict[str, Any] = {"device": device, "op": op, "activation": activation, "shape": "x".join(map(str, shape)),
                                "dtype": "float32"}
         row.update({f"{name}_ms": t * 1e3 for name, t in times.items()})
@@ -149,16 +160,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     shape = QUICK_SHAPE if quick else SHAPE
     rounds = 3 if quick else 15
     torch = harness.optional_torch()
-    threads = torch.get_num_threads() if torch else None
-    if torch:
-        torch.set_num_threads(1)  # the CPU kernels are single-threaded
-    try:
-        rows = _rows("cpu", np, shape, "cpu", rounds, lambda: None)
-    finally:
-        if torch:
-            torch.set_num_threads(threads)
+    rows = _rows("cpu", np, shape, "cpu", rounds, lambda: None)
     result: dict[str, Any] = {"dtype": "float32", "host_copy_gbps": harness.host_copy_gbps(rounds=3 if quick else 7),
-                              "torch_threads_cpu": 1 if torch else None, "rows": rows}
+                              "torch_threads_cpu": torch.get_num_threads() if torch else None, "rows": rows}
     if harness.gpu_available():
         import cupy
 

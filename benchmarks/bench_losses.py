@@ -1,10 +1,11 @@
 """Loss kernels: softmax cross-entropy (+ softmax, log-softmax), BCE on logits, MSE, and the exp32 helper.
 
 Each row times, round-robin in one run: the gpudnn kernel writing into a preallocated gradient
-(``dlogits_out=``/``grad_out=``/``out=``), the unfused NumPy expression a user would write (fresh
-arrays every call), and PyTorch CPU when importable: ``F.cross_entropy`` / ``F.binary_cross_entropy_with_logits``
-/ ``F.mse_loss`` forward + ``backward()`` on a leaf tensor with ``requires_grad`` (PyTorch's own
-thread count; the gpudnn CPU kernels are single-threaded). GB/s counts the minimum bytes an op must
+(``dlogits_out=``/``grad_out=``/``out=``) and the unfused NumPy expression a user would write (fresh
+arrays every call); then PyTorch CPU when importable, on the same data in a child process (see
+harness.time_in_child): ``F.cross_entropy`` / ``F.binary_cross_entropy_with_logits`` / ``F.mse_loss``
+forward + ``backward()`` on a leaf tensor with ``requires_grad``, with PyTorch's own thread count (the
+gpudnn CPU kernels split rows over the cores from 4M elements up). GB/s counts the minimum bytes an op must
 move (inputs read once, outputs written once) over the gpudnn time; ``copy_frac`` compares it with
 a host memory copy measured in the same run. The ``exp`` row times a Numba loop calling
 ``fast_math.exp32`` against the same loop calling ``math.exp`` (``numba_math_ms``) and ``np.exp``.
@@ -136,10 +137,22 @@ def _row(device: str, op: str, shape: tuple[int, ...], nbytes: int, times: dict[
     return row
 
 
+def torch_variant(index: int, xent_shape: list[int], shape: list[int]) -> Callable[[], Any]:
+    """The PyTorch CPU variant of case ``index``, on the same data (timed in a child process)."""
+    return _cases(np, "cpu", tuple(xent_shape), tuple(shape))[index][3]["torch"]
+
+
 def _loss_rows(device: str, xp: Any, impl: str, xent_shape: tuple[int, int], shape: tuple[int, int], rounds: int,
                copy_gbps: float, sync: Callable[[], None]) -> list[dict[str, Any]]:
-    return [_row(device, op, op_shape, nbytes, harness.interleaved(variants, rounds=rounds, sync=sync), copy_gbps)
-            for op, op_shape, nbytes, variants in _cases(xp, impl, xent_shape, shape)]
+    rows = []
+    for index, (op, op_shape, nbytes, variants) in enumerate(_cases(xp, impl, xent_shape, shape)):
+        on_cpu_torch = device == "cpu" and variants.pop("torch", None) is not None
+        times = harness.interleaved(variants, rounds=rounds, sync=sync)
+        if on_cpu_torch:
+            times["torch"] = harness.time_in_child("benchmarks.bench_losses:torch_variant", index, list(xent_shape),
+                                                   list(shape), rounds=rounds)
+        rows.append(_row(device, op, op_shape, nbytes, times, copy_gbps))
+    return rows
 
 
 def _exp_row(size: int, rounds: int, copy_gbps: float) -> dict[str, Any]:

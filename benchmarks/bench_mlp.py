@@ -6,19 +6,14 @@ is the step's eight matrix products (3 forward, 3 weight gradients, 2 input grad
 first layer's input needs none) into preallocated outputs, timed in the same run; the floor
 ratio is the median over rounds of step/floor timed back to back (harness.paired_ratio).
 
-On the CPU, PyTorch is timed in a child process between two blocks of gpudnn rounds: in one
+On the CPU, PyTorch is timed in child processes between blocks of gpudnn rounds: in one
 process, PyTorch's OpenMP threads and NumPy's OpenBLAS threads keep spinning after their calls
 and slow each other's next call (measured: PyTorch 17.5 ms alone, 35 ms interleaved in-process).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -90,17 +85,6 @@ def _torch_step(device: str, batch: int, sizes: tuple[int, ...]):
     return step
 
 
-def _torch_cpu_in_child(batch: int, sizes: tuple[int, ...], rounds: int) -> float:
-    """Median seconds per PyTorch CPU step, measured in a fresh child process."""
-    code = ("import json, sys; from benchmarks import harness; from benchmarks.bench_mlp import _torch_step; "
-            f"print(json.dumps(harness.interleaved({{'torch': _torch_step('cpu', {batch}, {tuple(sizes)})}}, "
-            f"rounds={rounds}, warmup=3)))")
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["torch"]
-
-
 def _row(name: str, batch: int, times: dict[str, float], launches: float, floor_ratio: float) -> dict[str, Any]:
     row: dict[str, Any] = {"device": name, "batch": batch, "launches_per_step": launches}
     row.update({f"{k}_ms": v * 1e3 for k, v in times.items()})
@@ -121,14 +105,21 @@ def run(quick: bool = False) -> dict[str, Any]:
     before = b.launches
     step()
     launches = b.launches - before
-    first = harness.interleaved_samples(variants, rounds=rounds, warmup=3)
-    torch_s = _torch_cpu_in_child(256, sizes, rounds) if torch else None
-    second = harness.interleaved_samples(variants, rounds=rounds, warmup=3)
-    samples = {k: first[k] + second[k] for k in variants}
+    # Blocks of gpudnn/floor rounds, with PyTorch's child runs between them: a slow spell of the
+    # shared machine then spoils a block, not the result (the per-block ratios are reported).
+    blocks, torch_runs = [], []
+    for k in range(2 if quick else 4):
+        blocks.append(harness.interleaved_samples(variants, rounds=rounds, warmup=3))
+        if torch and k % 2 == 0:
+            torch_runs.append(harness.time_in_child("benchmarks.bench_mlp:_torch_step", "cpu", 256, list(sizes),
+                                                    rounds=rounds, warmup=3))
+    samples = {k: [t for block in blocks for t in block[k]] for k in variants}
     times = {k: statistics.median(v) for k, v in samples.items()}
-    if torch_s is not None:
-        times["torch"] = torch_s
-    rows.append(_row("cpu", 256, times, launches, harness.paired_ratio(samples, "gpudnn", "gemm_floor")))
+    if torch_runs:
+        times["torch"] = statistics.median(torch_runs)
+    row = _row("cpu", 256, times, launches, harness.paired_ratio(samples, "gpudnn", "gemm_floor"))
+    row["gemm_floor_ratio_per_block"] = [round(harness.paired_ratio(bl, "gpudnn", "gemm_floor"), 4) for bl in blocks]
+    rows.append(row)
     try:
         from gpudnn.backend import cupy_status
 
@@ -160,7 +151,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 COLUMNS = ["device", "batch", "gpudnn_ms", "torch_ms", "gemm_floor_ms", "torch_ratio", "gemm_floor_ratio",
-           "launches_per_step"]
+           "launches_per_step", "gemm_floor_ratio_per_block"]
 
 
 def main() -> None:

@@ -1,10 +1,10 @@
 """Optimizer steps on one flat float32 arena of 10M parameters: fused kernel vs unfused peers.
 
-Each row times, round-robin in one run: the gpudnn kernel (one pass over the arrays), the unfused
-NumPy expressions with preallocated temporaries, and torch.optim when importable (Adam/AdamW with
-``fused=True``; SGD and RMSprop with their default implementation) at PyTorch's own thread count;
-Adam also runs torch's fused kernel on one thread, the like-for-like peer of the single-threaded
-gpudnn kernel. GB/s counts the minimum bytes a step must move (Adam reads p, g, m, v and writes
+Each row times, round-robin in one run: the gpudnn kernel (one pass over the arrays, split over the
+cores from 4M elements up) and the unfused NumPy expressions with preallocated temporaries; then
+torch.optim when importable, on the same data in a child process (see harness.time_in_child):
+Adam/AdamW with ``fused=True``, SGD and RMSprop with their default implementation, at PyTorch's own
+thread count, and Adam's fused kernel also on one thread. GB/s counts the minimum bytes a step must move (Adam reads p, g, m, v and writes
 p, m, v) over the gpudnn time; ``copy_frac`` is that against a host copy measured in the same run.
 On a GPU (CuPy + a device) the rows run again as CUDA kernel vs CuPy unfused vs torch CUDA, with
 the host-side launch overhead of one gpudnn step.
@@ -118,18 +118,17 @@ def _variants(name: str, xp: Any, n: int, impl: str, torch: Any) -> dict[str, Ca
         tp.grad = torch.as_tensor(g, device=device).clone()
         opt = getattr(torch.optim, case.torch_cls)([tp], **case.torch_args)
         variants["torch"] = opt.step
-        if name == "adam" and device == "cpu":
-            variants["torch_1thread"] = lambda: _on_one_thread(torch, opt.step)
     return variants
 
 
-def _on_one_thread(torch: Any, fn: Callable[[], Any]) -> None:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        fn()
-    finally:
+def torch_step(name: str, n: int, threads: int | None) -> Callable[[], Any]:
+    """torch.optim's CPU step of row ``name`` (on ``threads`` threads, None: PyTorch's default),
+    timed in a child process."""
+    import torch
+
+    if threads:
         torch.set_num_threads(threads)
+    return _variants(name, np, n, "cpu", torch)["torch"]
 
 
 def _rows(device: str, xp: Any, n: int, impl: str, rounds: int, copy_gbps: float,
@@ -137,7 +136,13 @@ def _rows(device: str, xp: Any, n: int, impl: str, rounds: int, copy_gbps: float
     torch = harness.optional_torch()
     rows = []
     for name, case in CASES.items():
-        times = harness.interleaved(_variants(name, xp, n, impl, torch), rounds=rounds, sync=sync)
+        variants = _variants(name, xp, n, impl, torch)
+        on_cpu_torch = device == "cpu" and variants.pop("torch", None) is not None
+        times = harness.interleaved(variants, rounds=rounds, sync=sync)
+        if on_cpu_torch:
+            for peer, threads in [("torch", None)] + ([("torch_1thread", 1)] if name == "adam" else []):
+                times[peer] = harness.time_in_child("benchmarks.bench_optim:torch_step", name, n, threads,
+                                                    rounds=rounds)
         row: dict[str, Any] = {"device": device, "op": name, "size": n, "dtype": "float32"}
         row.update({f"{variant}_ms": t * 1e3 for variant, t in times.items()})
         for peer in ("numpy", "torch", "torch_1thread"):

@@ -6,10 +6,12 @@ and the median per variant is reported; ratios between variants of one run are w
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,6 +51,32 @@ def paired_ratio(samples: dict[str, list[float]], numerator: str, denominator: s
     """Median over rounds of numerator/denominator timed in the same round: a machine slowdown
     that lasts a round hits both, so the ratio stays steadier than a ratio of medians."""
     return statistics.median(a / b for a, b in zip(samples[numerator], samples[denominator]))
+
+
+def time_in_child(builder: str, *args: Any, rounds: int = 7, warmup: int = 2) -> float:
+    """Median seconds per call of ``builder(*args)()``, built and timed in a fresh Python process.
+
+    ``builder`` is "module:function" (e.g. "benchmarks.bench_losses:torch_variant"); ``args`` are
+    JSON-able. CPU peers with their own thread pools run alone this way: in one process PyTorch's
+    OpenMP threads and NumPy's OpenBLAS threads (and Numba kernels split over the cores) keep
+    spinning after their calls and slow each other's next call, and memory one library frees
+    changes whether the other's fresh outputs page-fault.
+    """
+    spec = json.dumps({"builder": builder, "args": args, "rounds": rounds, "warmup": warmup})
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    code = "import sys; from benchmarks import harness; harness._child_main(sys.argv[1])"
+    out = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True, env=env, cwd=root)
+    if out.returncode != 0:
+        raise RuntimeError(f"timing {builder}{tuple(args)} in a child process failed:\n{out.stderr}")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _child_main(spec_json: str) -> None:
+    spec = json.loads(spec_json)
+    module, name = spec["builder"].split(":")
+    fn = getattr(importlib.import_module(module), name)(*spec["args"])
+    print(interleaved({"peer": fn}, rounds=spec["rounds"], warmup=spec["warmup"])["peer"])
 
 
 def host_copy_gbps(nbytes: int = 256 * 2**20, rounds: int = 7) -> float:

@@ -101,15 +101,15 @@ def log_softmax_ref(x: Any, out: Any = None) -> Any:
 
 
 class _CpuKernels(NamedTuple):
-    xent: Any  # (x, labels, smoothing, g) -> mean loss (float64)
-    xent_inplace: Any  # (x, labels, smoothing) -> mean loss, gradient written over x
+    xent: Any  # (x, labels, smoothing, n, g) -> these rows' share of the mean loss over n rows (float64)
+    xent_inplace: Any  # (x, labels, smoothing, n) -> the same, gradient written over x
     rows: Any  # (x, log, out): softmax or log-softmax
     rows_inplace: Any  # (x, log)
 
 
 @functools.cache
 def _cpu_kernels(dtype: np.dtype) -> _CpuKernels:
-    """Single-threaded kernels for one float dtype; float32 uses the vectorising exp32."""
+    """Kernels over a block of rows for one float dtype; float32 uses the vectorising exp32."""
     ftype = dtype.type
     zero = ftype(0)
     exp = exp32 if dtype == np.float32 else math.exp
@@ -140,12 +140,13 @@ def _cpu_kernels(dtype: np.dtype) -> _CpuKernels:
         return s
 
     @njit(inline="always")
-    def xent_rows(x, labels, smoothing, g):
-        n, k = x.shape
+    def xent_rows(x, labels, smoothing, n, g):
+        """Loss and gradient of these rows, as parts of a mean over ``n`` rows."""
+        rows, k = x.shape
         on_label = ftype((1.0 - smoothing) / n)
         everywhere = ftype(smoothing / (k * n))
         total = 0.0
-        for i in range(n):
+        for i in range(rows):
             y = labels[i]
             m = row_max(x, i)
             # -sum_j t_j log p_j = log(s) + (1 - e) (m - x_y) + e (m - mean_j x_j): every term >= 0
@@ -177,12 +178,12 @@ def _cpu_kernels(dtype: np.dtype) -> _CpuKernels:
     # The in-place entries pass one array twice *inside* compiled code, so LLVM sees a single
     # pointer and vectorises; two distinct arguments would fail its overlap check at run time.
     @njit(**c.NJIT_OPTIONS)
-    def xent(x, labels, smoothing, g):
-        return xent_rows(x, labels, smoothing, g)
+    def xent(x, labels, smoothing, n, g):
+        return xent_rows(x, labels, smoothing, n, g)
 
     @njit(**c.NJIT_OPTIONS)
-    def xent_inplace(x, labels, smoothing):
-        return xent_rows(x, labels, smoothing, x)
+    def xent_inplace(x, labels, smoothing, n):
+        return xent_rows(x, labels, smoothing, n, x)
 
     @njit(**c.NJIT_OPTIONS)
     def rows(x, log, out):
@@ -196,31 +197,42 @@ def _cpu_kernels(dtype: np.dtype) -> _CpuKernels:
 
 
 def softmax_xent_cpu(logits: Any, labels: Any, smoothing: float = 0.0, dlogits_out: Any = None) -> tuple[Any, Any]:
-    """Numba CPU kernel (single-threaded). Returns ``(loss, dlogits)``."""
+    """Numba CPU kernel (rows shared across threads for large inputs). Returns ``(loss, dlogits)``."""
     smoothing, dlogits = _validate_xent(logits, labels, smoothing, dlogits_out)
-    kernels = _cpu_kernels(logits.dtype)
-    if c.same_buffer(dlogits, logits):
-        loss = kernels.xent_inplace(logits, labels, smoothing)
-    else:
-        loss = kernels.xent(logits, labels, smoothing, dlogits)
-    return np.asarray(loss, dtype=logits.dtype), dlogits
+    kernels, n = _cpu_kernels(logits.dtype), logits.shape[0]
+    in_place = c.same_buffer(dlogits, logits)
+    ranges = c.row_ranges(n, logits.size)
+    parts = [0.0] * len(ranges)
+
+    def rows(k: int, s: int, e: int) -> None:
+        if in_place:
+            parts[k] = kernels.xent_inplace(logits[s:e], labels[s:e], smoothing, n)
+        else:
+            parts[k] = kernels.xent(logits[s:e], labels[s:e], smoothing, n, dlogits[s:e])
+
+    c.run_all([functools.partial(rows, k, s, e) for k, (s, e) in enumerate(ranges)])
+    return np.asarray(math.fsum(parts), dtype=logits.dtype), dlogits
 
 
 def _rows_cpu(x: Any, out: Any, log: bool) -> Any:
     out = _validate_rows(x, out)
     if x.size:
         kernels = _cpu_kernels(x.dtype)
-        kernels.rows_inplace(x, log) if c.same_buffer(out, x) else kernels.rows(x, log, out)
+        if c.same_buffer(out, x):
+            tasks = [functools.partial(kernels.rows_inplace, x[s:e], log) for s, e in c.row_ranges(len(x), x.size)]
+        else:
+            tasks = [functools.partial(kernels.rows, x[s:e], log, out[s:e]) for s, e in c.row_ranges(len(x), x.size)]
+        c.run_all(tasks)
     return out
 
 
 def softmax_cpu(x: Any, out: Any = None) -> Any:
-    """Numba CPU kernel (single-threaded). Returns ``out``."""
+    """Numba CPU kernel (rows shared across threads for large inputs). Returns ``out``."""
     return _rows_cpu(x, out, False)
 
 
 def log_softmax_cpu(x: Any, out: Any = None) -> Any:
-    """Numba CPU kernel (single-threaded). Returns ``out``."""
+    """Numba CPU kernel (rows shared across threads for large inputs). Returns ``out``."""
     return _rows_cpu(x, out, True)
 
 
