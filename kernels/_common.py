@@ -11,11 +11,12 @@ import functools
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+T = TypeVar("T")
 
 # numba.njit options shared by the CPU kernels. Single-threaded on purpose: parallel Numba
 # kernels between multi-threaded BLAS calls fight over the cores (measured 3x slower steps).
@@ -181,18 +182,22 @@ def row_ranges(rows: int, elements: int) -> list[tuple[int, int]]:
     return list(zip(bounds, bounds[1:]))
 
 
-def run_all(tasks: list[Callable[[], None]]) -> None:
-    """Run ``tasks`` (nogil Numba kernel calls) across threads, the first in the caller; re-raise errors."""
-    if len(tasks) <= 1:
-        for task in tasks:
-            task()
-        return
-    futures = [_pool(len(tasks) - 1).submit(task) for task in tasks[1:]]
+def over_row_blocks(fn: Callable[[int, int], T], rows: int, elements: int) -> list[T]:
+    """``fn(start, stop)`` (a nogil Numba kernel call on rows [start, stop)) over all ``rows``.
+
+    Ops under PARALLEL_MIN_ELEMENTS make one call, in the caller; larger ones one call per block of
+    rows (see row_ranges), the first in the caller, the others on the pool. Returns the results in
+    row order; an error in any block is raised.
+    """
+    if elements < PARALLEL_MIN_ELEMENTS:
+        return [fn(0, rows)]
+    (first, *rest) = row_ranges(rows, elements)
+    futures = [_pool(len(rest)).submit(fn, *block) for block in rest]
     try:
-        tasks[0]()
+        results = [fn(*first)]
     finally:
-        for f in futures:
-            f.result()
+        results_rest = [f.result() for f in futures]
+    return results + results_rest
 
 
 # --------------------------------------------------------------------------- CUDA launches

@@ -93,8 +93,7 @@ def bias_act_cpu(x: Any, b: Any, activation: str | int = "relu", alpha: float = 
     b = _bias_or_zeros(x, b)
     binding = (out is x, z_out is not None, z_out is x)
     kernel, alpha, z = _cpu_kernel(code, x.dtype, binding), x.dtype.type(alpha), out if z_out is None else z_out
-    c.run_all([lambda s=s, e=e: kernel(x[s:e], b, alpha, out[s:e], z[s:e])
-               for s, e in c.row_ranges(x.shape[0], x.size)])
+    c.over_row_blocks(lambda s, e: kernel(x[s:e], b, alpha, out[s:e], z[s:e]), x.shape[0], x.size)
     return out
 
 

@@ -94,14 +94,18 @@ def bias_act_backward_cpu(dy: Any, saved: Any, activation: str | int = "relu", a
         db_out[...] = 0
         return dz_out, db_out
     kernel, alpha = _cpu_kernel(code, from_output, dy.dtype, dz_out is dy), dy.dtype.type(alpha)
-    ranges = c.row_ranges(dy.shape[0], dy.size)
-    if len(ranges) == 1:
-        kernel(dy, saved, alpha, dz_out, db_out)
-        return dz_out, db_out
-    partials = np.empty((len(ranges), dy.shape[1]), np.float64)  # exact per range, summed in float64
-    c.run_all([lambda k=k, s=s, e=e: kernel(dy[s:e], saved[s:e], alpha, dz_out[s:e], partials[k])
-               for k, (s, e) in enumerate(ranges)])
-    db_out[...] = partials.sum(axis=0)
+    rows = dy.shape[0]
+
+    def block(s: int, e: int) -> Any:
+        if (s, e) == (0, rows):  # the whole op in one call: db straight into db_out
+            return kernel(dy, saved, alpha, dz_out, db_out)
+        partial = np.empty(dy.shape[1], np.float64)  # exact per block, summed in float64
+        kernel(dy[s:e], saved[s:e], alpha, dz_out[s:e], partial)
+        return partial
+
+    partials = c.over_row_blocks(block, rows, dy.size)
+    if len(partials) > 1:
+        db_out[...] = np.sum(partials, axis=0)
     return dz_out, db_out
 
 

@@ -190,8 +190,7 @@ def _run_cpu(plan: _Plan) -> None:
         raise TypeError("the cpu kernels take NumPy arrays; param is a device array (use the cuda kernels)")
     n = plan.arrays[0].size
     kernel = m.cpu_kernel(plan.optimizer, plan.flags)
-    c.run_all([lambda s=s, e=e: kernel(tuple(a[s:e] for a in plan.arrays), plan.scalars)
-               for s, e in c.row_ranges(n, n) if e > s])
+    c.over_row_blocks(lambda s, e: kernel(tuple(a[s:e] for a in plan.arrays), plan.scalars), n, n)
 
 
 def _run_cuda(plan: _Plan) -> None:

@@ -200,17 +200,12 @@ def softmax_xent_cpu(logits: Any, labels: Any, smoothing: float = 0.0, dlogits_o
     """Numba CPU kernel (rows shared across threads for large inputs). Returns ``(loss, dlogits)``."""
     smoothing, dlogits = _validate_xent(logits, labels, smoothing, dlogits_out)
     kernels, n = _cpu_kernels(logits.dtype), logits.shape[0]
-    in_place = c.same_buffer(dlogits, logits)
-    ranges = c.row_ranges(n, logits.size)
-    parts = [0.0] * len(ranges)
-
-    def rows(k: int, s: int, e: int) -> None:
-        if in_place:
-            parts[k] = kernels.xent_inplace(logits[s:e], labels[s:e], smoothing, n)
-        else:
-            parts[k] = kernels.xent(logits[s:e], labels[s:e], smoothing, n, dlogits[s:e])
-
-    c.run_all([functools.partial(rows, k, s, e) for k, (s, e) in enumerate(ranges)])
+    if c.same_buffer(dlogits, logits):
+        parts = c.over_row_blocks(lambda s, e: kernels.xent_inplace(logits[s:e], labels[s:e], smoothing, n),
+                                  n, logits.size)
+    else:
+        parts = c.over_row_blocks(lambda s, e: kernels.xent(logits[s:e], labels[s:e], smoothing, n, dlogits[s:e]),
+                                  n, logits.size)
     return np.asarray(math.fsum(parts), dtype=logits.dtype), dlogits
 
 
@@ -219,10 +214,9 @@ def _rows_cpu(x: Any, out: Any, log: bool) -> Any:
     if x.size:
         kernels = _cpu_kernels(x.dtype)
         if c.same_buffer(out, x):
-            tasks = [functools.partial(kernels.rows_inplace, x[s:e], log) for s, e in c.row_ranges(len(x), x.size)]
+            c.over_row_blocks(lambda s, e: kernels.rows_inplace(x[s:e], log), len(x), x.size)
         else:
-            tasks = [functools.partial(kernels.rows, x[s:e], log, out[s:e]) for s, e in c.row_ranges(len(x), x.size)]
-        c.run_all(tasks)
+            c.over_row_blocks(lambda s, e: kernels.rows(x[s:e], log, out[s:e]), len(x), x.size)
     return out
 
 

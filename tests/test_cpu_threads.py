@@ -48,3 +48,17 @@ def test_thread_setting_is_validated(monkeypatch):
     monkeypatch.setenv("GPUDNN_CPU_THREADS", "zero")
     with pytest.raises(ValueError, match="GPUDNN_CPU_THREADS must be a positive integer"):
         _common.cpu_threads()
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_softmax_xent_split_matches_reference(split_everything, in_place, rng):
+    logits = rng.standard_normal((7, 5)).astype(np.float32)
+    labels = rng.integers(0, 5, 7)
+    loss_ref, grad_ref = op("softmax_xent", "softmax_xent", "ref")(logits, labels, 0.1)
+    x = logits.copy()
+    loss, grad = op("softmax_xent", "softmax_xent", "cpu")(x, labels, 0.1, dlogits_out=x if in_place else None)
+    np.testing.assert_allclose(loss, loss_ref, rtol=1e-6)
+    np.testing.assert_allclose(grad, grad_ref, rtol=1e-5, atol=1e-7)
+    for name in ("softmax", "log_softmax"):
+        np.testing.assert_allclose(op("softmax_xent", name, "cpu")(logits), op("softmax_xent", name, "ref")(logits),
+                                   rtol=1e-5, atol=1e-6)
