@@ -72,7 +72,7 @@ def _numpy_batch_norm_backward(dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any
 
 def _cases(xp: Any, shape: tuple[int, int], impl: str) -> list[tuple[str, int, dict[str, Callable[[], Any]]]]:
     """(op, bytes moved, {variant: callable}) for every row, float32 arrays of module ``xp``."""
-    from gpudnn.kernels import norm
+    from gpudnn.kernels import batch_norm, layer_norm
 
     rng = np.random.default_rng(0)
     n, m = shape
@@ -83,8 +83,8 @@ def _cases(xp: Any, shape: tuple[int, int], impl: str) -> list[tuple[str, int, d
     row_mean, row_rstd = xp.empty(n, np.float32), xp.empty(n, np.float32)
     col_mean, col_rstd, dgamma, dbeta = (xp.empty(m, np.float32) for _ in range(4))
     running = {name: (xp.zeros(m, np.float32), xp.ones(m, np.float32)) for name in ("gpudnn", "numpy", "torch")}
-    ln, ln_bwd = getattr(norm, f"layer_norm_{impl}"), getattr(norm, f"layer_norm_backward_{impl}")
-    bn, bn_bwd = getattr(norm, f"batch_norm_{impl}"), getattr(norm, f"batch_norm_backward_{impl}")
+    ln, ln_bwd = getattr(layer_norm, f"layer_norm_{impl}"), getattr(layer_norm, f"layer_norm_backward_{impl}")
+    bn, bn_bwd = getattr(batch_norm, f"batch_norm_{impl}"), getattr(batch_norm, f"batch_norm_backward_{impl}")
 
     def gpudnn_ln() -> Any:
         return ln(x, gamma, beta, EPS, out=out, mean_out=row_mean, rstd_out=row_rstd)
@@ -187,7 +187,8 @@ def _rows(device: str, xp: Any, shape: tuple[int, int], impl: str, rounds: int, 
 
 def _launch_overhead_us(xp: Any) -> dict[str, float]:
     """Host microseconds per gpudnn CUDA call on a 32 x 32 array, not waiting for the GPU."""
-    from gpudnn.kernels.norm import batch_norm_cuda, layer_norm_cuda
+    from gpudnn.kernels.batch_norm import batch_norm_cuda
+    from gpudnn.kernels.layer_norm import layer_norm_cuda
 
     x, out = xp.ones((32, 32), np.float32), xp.empty((32, 32), np.float32)
     gamma, beta = xp.ones(32, np.float32), xp.zeros(32, np.float32)

@@ -138,7 +138,7 @@ def _rows(device: str, xp: Any, n: int, impl: str, rounds: int, copy_gbps: float
     for name, case in CASES.items():
         variants = _variants(name, xp, n, impl, torch)
         on_cpu_torch = device == "cpu" and variants.pop("torch", None) is not None
-        times = harness.interleaved(variants, rounds=rounds, sync=sync)
+        times = harness.interleaved(variants, rounds=rounds, warmup=5, sync=sync)  # fresh 40 MB arrays settle
         if on_cpu_torch:
             for peer, threads in [("torch", None)] + ([("torch_1thread", 1)] if name == "adam" else []):
                 times[peer] = harness.time_in_child("benchmarks.bench_optim:torch_step", name, n, threads,

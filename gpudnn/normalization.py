@@ -1,9 +1,10 @@
 """Normalization layers: LayerNorm (over each sample's features) and BatchNorm1d (over the batch).
 
 Both learn a scale ``gamma`` (ones) and a shift ``beta`` (zeros) per feature and run one fused
-kernel forward and one backward (kernels.norm). BatchNorm1d also keeps running statistics, buffers
-that are saved in ``state_dict`` and checkpoints but are not trained; like PyTorch it normalizes
-with batch statistics in training and with the running ones in inference, and updates them as
+kernel forward and one backward (kernels.layer_norm, kernels.batch_norm). BatchNorm1d also keeps
+running statistics, buffers that are saved in ``state_dict`` and checkpoints but are not trained;
+like PyTorch it normalizes with batch statistics in training and with the running ones in
+inference, and updates them as
 
     running_mean = (1 - momentum) * running_mean + momentum * batch_mean
     running_var  = (1 - momentum) * running_var  + momentum * batch_var * n / (n - 1)

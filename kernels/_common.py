@@ -280,6 +280,13 @@ def column_grid(n: int, m: int, tile: tuple[int, int]) -> tuple[int, int]:
     return max(strips, 1), max(chunks, 1)
 
 
+def column_launch(n: int, m: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(grid, block) of a column-strip kernel over an (n, m) array: column_grid of column_tile. The
+    grid has at least one block row even when n == 0, so the row-0 threads of each strip exist."""
+    tile = column_tile()
+    return column_grid(n, m, tile), tile
+
+
 def device_jit():
     """Decorator for CUDA device functions: ``cuda.jit(device=True)``, or the plain Python function
     under the simulator, whose device-function wrapper takes a global lock on every call and would

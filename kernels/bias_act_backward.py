@@ -20,6 +20,7 @@ import numpy as np
 from numba import cuda, float64, njit
 
 from . import _common as c
+from ._column_sum import column_adder
 from .activations import FROM_OUTPUT, NAMES, activation_code, cpu_scalars, cuda_scalars, grad_from_output_ref, grad_ref
 
 _ROW_BLOCK = 256  # CPU: rows per float64 partial sum of db
@@ -117,30 +118,23 @@ def _cuda_kernel(code: int, from_output: bool, dtype: Any, tile: tuple[int, int]
     _, grad_z, grad_y = cuda_scalars(dtype)
     fprime = grad_y[code] if from_output else grad_z[code]
     TX, TY = tile
+    column_add = column_adder(TY)
 
     @cuda.jit
     def kernel(dy, saved, alpha, dz, db):
         # Block (bx, by) walks column strips bx, bx + gridDim.x, ... and, in each, the rows
         # by*TY + ty, by*TY + ty + gridDim.y*TY, ...
         n, m = dy.shape
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
         partials = cuda.shared.array((TY, TX), float64)
         for j0 in range(cuda.blockIdx.x * TX, m, cuda.gridDim.x * TX):
-            j = j0 + tx
+            j = j0 + cuda.threadIdx.x
             acc = 0.0
             if j < m:
-                for i in range(cuda.blockIdx.y * TY + ty, n, cuda.gridDim.y * TY):
+                for i in range(cuda.blockIdx.y * TY + cuda.threadIdx.y, n, cuda.gridDim.y * TY):
                     g = dy[i, j] * fprime(saved[i, j], alpha)
                     dz[i, j] = g
                     acc += g
-            partials[ty, tx] = acc
-            cuda.syncthreads()
-            if ty == 0 and j < m:
-                for k in range(1, TY):
-                    acc += partials[k, tx]
-                cuda.atomic.add(db, j, acc)
-            cuda.syncthreads()  # the strip's partials are read before the next strip writes them
+            column_add(partials, acc, j < m, db, j)
 
     return kernel
 
@@ -153,10 +147,10 @@ def bias_act_backward_cuda(dy: Any, saved: Any, activation: str | int = "relu", 
     db_out.fill(0)  # the kernel adds into db atomically
     if dy.size == 0:
         return dz_out, db_out
-    tile = c.column_tile()
+    grid, tile = c.column_launch(*dy.shape)
     kernel = _cuda_kernel(code, from_output, dy.dtype, tile)
     # dz comes after dy: when they are one array, the simulator's copy-back of dz lands last.
     args = c.cuda_args(dy, saved, dz_out, db_out)
-    kernel[c.column_grid(*dy.shape, tile), tile, c.current_stream()](
+    kernel[grid, tile, c.current_stream()](
         args[0], args[1], dy.dtype.type(alpha), args[2], args[3])
     return dz_out, db_out

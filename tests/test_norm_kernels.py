@@ -4,15 +4,23 @@ statistics, large offsets, NaN, empty inputs, in place, and named errors for bad
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 import pytest
 
-from gpudnn.kernels import norm as K
+from gpudnn.kernels import batch_norm, layer_norm
 from tests.support import IMPLS, SIMULATOR, numeric_grad, op, to_device, to_host, tolerance
 
 DTYPES = [np.float32, np.float64]
 EPS = 1e-5
 SIM_SHAPE = (64, 33)  # the simulator runs every CUDA thread in Python: the large shape shrinks to this
+MODULES = {"layer_norm": layer_norm, "batch_norm": batch_norm}
+
+
+def _kernel(name: str, impl: str) -> Callable[..., Any]:
+    """``<name>_<impl>`` of kernels.layer_norm or kernels.batch_norm, called as it is (arrays not moved)."""
+    return getattr(MODULES[name.removesuffix("_backward")], f"{name}_{impl}")
 
 
 def _shape(impl: str, shape: tuple[int, int]) -> tuple[int, int]:
@@ -89,14 +97,14 @@ def test_layer_norm_matches_formula(impl, dtype, shape, rng):
     n, m = shape = _shape(impl, shape)
     x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
     gamma, beta = _params(rng, m, dtype)
-    out, mean, rstd = op("norm", "layer_norm", impl)(x, gamma, beta, EPS)
+    out, mean, rstd = op("layer_norm", "layer_norm", impl)(x, gamma, beta, EPS)
     assert out.shape == shape and mean.shape == rstd.shape == (n,)
     assert out.dtype == mean.dtype == rstd.dtype == dtype
     for got, want in zip((out, mean, rstd), _ln_exact(x, gamma, beta)):
         np.testing.assert_allclose(got, want, **tolerance(dtype))
 
     dy = rng.standard_normal(shape).astype(dtype)
-    dx, dgamma, dbeta = op("norm", "layer_norm_backward", impl)(dy, x, gamma, mean, rstd)
+    dx, dgamma, dbeta = op("layer_norm", "layer_norm_backward", impl)(dy, x, gamma, mean, rstd)
     assert dx.shape == shape and dgamma.shape == dbeta.shape == (m,) and dx.dtype == dgamma.dtype == dtype
     want_dx, scale, dgamma_terms, dbeta_terms = _ln_backward_terms(dy, x, gamma, mean, rstd)
     _assert_dx(dx, want_dx, scale)
@@ -111,14 +119,14 @@ def test_batch_norm_matches_formula(impl, dtype, shape, rng):
     m = (shape := _shape(impl, shape))[1]
     x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
     gamma, beta = _params(rng, m, dtype)
-    out, mean, rstd = op("norm", "batch_norm", impl)(x, gamma, beta, EPS)
+    out, mean, rstd = op("batch_norm", "batch_norm", impl)(x, gamma, beta, EPS)
     assert out.shape == shape and mean.shape == rstd.shape == (m,)
     assert out.dtype == mean.dtype == rstd.dtype == dtype
     for got, want in zip((out, mean, rstd), _bn_exact(x, gamma, beta)):
         np.testing.assert_allclose(got, want, **tolerance(dtype))
 
     dy = rng.standard_normal(shape).astype(dtype)
-    dx, dgamma, dbeta = op("norm", "batch_norm_backward", impl)(dy, x, gamma, mean, rstd)
+    dx, dgamma, dbeta = op("batch_norm", "batch_norm_backward", impl)(dy, x, gamma, mean, rstd)
     assert dx.shape == shape and dgamma.shape == dbeta.shape == (m,) and dx.dtype == dgamma.dtype == dtype
     want_dx, scale, dgamma_terms, dbeta_terms = _bn_backward_terms(dy, x, gamma, mean, rstd)
     _assert_dx(dx, want_dx, scale)
@@ -143,8 +151,8 @@ def test_backward_matches_central_differences(impl, norm, rng):
     def objective() -> float:
         return float((exact(x, gamma, beta)[0] * w).sum())
 
-    _, mean, rstd = op("norm", norm, impl)(x, gamma, beta, EPS)[:3]
-    grads = op("norm", f"{norm}_backward", impl)(w, x, gamma, mean, rstd)
+    _, mean, rstd = op(norm, norm, impl)(x, gamma, beta, EPS)[:3]
+    grads = op(norm, f"{norm}_backward", impl)(w, x, gamma, mean, rstd)
     for got, a in zip(grads, (x, gamma, beta)):
         np.testing.assert_allclose(got, numeric_grad(objective, a), rtol=1e-6, atol=1e-7)
 
@@ -157,8 +165,8 @@ def test_layer_norm_matches_torch(impl, rng):
     xt, gt, bt = (torch.tensor(a, requires_grad=True) for a in (x, gamma, beta))
     out_t = torch.nn.functional.layer_norm(xt, (12,), gt, bt, EPS)
     out_t.backward(torch.tensor(dy))
-    out, mean, rstd = op("norm", "layer_norm", impl)(x, gamma, beta, EPS)
-    grads = op("norm", "layer_norm_backward", impl)(dy, x, gamma, mean, rstd)
+    out, mean, rstd = op("layer_norm", "layer_norm", impl)(x, gamma, beta, EPS)
+    grads = op("layer_norm", "layer_norm_backward", impl)(dy, x, gamma, mean, rstd)
     expected = (out_t, xt.grad, gt.grad, bt.grad)
     for got, want in zip((out, *grads), expected):
         np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-10, atol=1e-12)
@@ -177,12 +185,12 @@ def test_batch_norm_matches_torch(impl, rng):
     rm_t, rv_t = torch.tensor(running_mean), torch.tensor(running_var)
     out_t = torch.nn.functional.batch_norm(xt, rm_t, rv_t, gt, bt, training=True, momentum=0.2, eps=EPS)
     out_t.backward(torch.tensor(dy))
-    out, mean, rstd = op("norm", "batch_norm", impl)(x, gamma, beta, EPS, running_mean=running_mean,
-                                                     running_var=running_var, momentum=0.2)
+    out, mean, rstd = op("batch_norm", "batch_norm", impl)(x, gamma, beta, EPS, running_mean=running_mean,
+                                                           running_var=running_var, momentum=0.2)
     if impl != "cuda" or SIMULATOR:  # on a GPU the cuda helper updates device copies of the running statistics
         np.testing.assert_allclose(running_mean, rm_t.numpy(), rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(running_var, rv_t.numpy(), rtol=1e-12)
-    grads = op("norm", "batch_norm_backward", impl)(dy, x, gamma, mean, rstd)
+    grads = op("batch_norm", "batch_norm_backward", impl)(dy, x, gamma, mean, rstd)
     for got, want in zip((out, *grads), (out_t, xt.grad, gt.grad, bt.grad)):
         np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-10, atol=1e-12)
 
@@ -194,7 +202,7 @@ def _running(impl: str, dtype, m: int, rng):
     """Running statistics where the kernel runs (device arrays for cuda on a GPU), and the kernel."""
     place = to_device if impl == "cuda" else (lambda a: a)
     mean0, var0 = rng.standard_normal(m).astype(dtype), (rng.random(m) + 0.5).astype(dtype)
-    return mean0, var0, place(mean0.copy()), place(var0.copy()), place, getattr(K, f"batch_norm_{impl}")
+    return mean0, var0, place(mean0.copy()), place(var0.copy()), place, _kernel("batch_norm", impl)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -266,7 +274,7 @@ def test_large_offset_keeps_float32_statistics_and_outputs(impl, norm, rng):
     shape = (24, 40) if norm == "layer_norm" else (40, 24)
     x = (1e4 + rng.standard_normal(shape)).astype(np.float32)
     gamma, beta = _params(rng, shape[1], np.float32)
-    out, mean, rstd = op("norm", norm, impl)(x, gamma, beta, EPS)
+    out, mean, rstd = op(norm, norm, impl)(x, gamma, beta, EPS)
     want_out, want_mean, want_rstd = (_ln_exact if norm == "layer_norm" else _bn_exact)(x, gamma, beta)[:3]
     eps32 = np.finfo(np.float32).eps
     assert np.all(np.abs(mean - want_mean) <= eps32 * np.abs(want_mean))  # within one float32 rounding
@@ -279,12 +287,12 @@ def test_nan_stays_in_its_row_or_column(impl):
     x = np.arange(20, dtype=np.float32).reshape(4, 5) % 7
     gamma, beta = np.ones(5, np.float32), np.zeros(5, np.float32)
     x[1, 0] = np.nan  # LayerNorm: row 1 (its first element, the CUDA kernel's shift)
-    out, mean, rstd = op("norm", "layer_norm", impl)(x, gamma, beta)
+    out, mean, rstd = op("layer_norm", "layer_norm", impl)(x, gamma, beta)
     assert np.isnan(out[1]).all() and np.isnan(mean[1]) and np.isnan(rstd[1])
     assert np.isfinite(np.delete(out, 1, axis=0)).all() and np.isfinite(np.delete(rstd, 1)).all()
     x[1, 0] = 3.0
     x[0, 2] = np.nan  # BatchNorm: column 2 (its first row, the CUDA kernel's shift)
-    out, mean, rstd = op("norm", "batch_norm", impl)(x, gamma, beta)
+    out, mean, rstd = op("batch_norm", "batch_norm", impl)(x, gamma, beta)
     assert np.isnan(out[:, 2]).all() and np.isnan(mean[2]) and np.isnan(rstd[2])
     assert np.isfinite(np.delete(out, 2, axis=1)).all() and np.isfinite(np.delete(rstd, 2)).all()
 
@@ -292,20 +300,20 @@ def test_nan_stays_in_its_row_or_column(impl):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_empty_inputs(impl):
     f32 = np.float32
-    out, mean, rstd = op("norm", "layer_norm", impl)(np.zeros((0, 5), f32), np.ones(5, f32), np.zeros(5, f32))
+    out, mean, rstd = op("layer_norm", "layer_norm", impl)(np.zeros((0, 5), f32), np.ones(5, f32), np.zeros(5, f32))
     assert out.shape == (0, 5) and mean.shape == rstd.shape == (0,)
-    out, mean, rstd = op("norm", "layer_norm", impl)(np.zeros((3, 0), f32), np.ones(0, f32), np.zeros(0, f32))
+    out, mean, rstd = op("layer_norm", "layer_norm", impl)(np.zeros((3, 0), f32), np.ones(0, f32), np.zeros(0, f32))
     assert out.shape == (3, 0) and not mean.any() and np.allclose(rstd, 1 / np.sqrt(EPS))  # empty rows: var 0
     for norm, stats in (("layer_norm", 0), ("batch_norm", 5)):
-        dx, dgamma, dbeta = op("norm", f"{norm}_backward", impl)(
+        dx, dgamma, dbeta = op(norm, f"{norm}_backward", impl)(
             np.zeros((0, 5), f32), np.zeros((0, 5), f32), np.ones(5, f32), np.zeros(stats, f32), np.ones(stats, f32))
         assert dx.shape == (0, 5) and dgamma.shape == dbeta.shape == (5,) and not dgamma.any() and not dbeta.any()
-    dx, dgamma, dbeta = op("norm", "layer_norm_backward", impl)(
+    dx, dgamma, dbeta = op("layer_norm", "layer_norm_backward", impl)(
         np.zeros((3, 0), f32), np.zeros((3, 0), f32), np.ones(0, f32), np.zeros(3, f32), np.ones(3, f32))
     assert dx.shape == (3, 0) and dgamma.shape == dbeta.shape == (0,)
-    out, mean, rstd = op("norm", "batch_norm", impl)(np.zeros((4, 0), f32), np.ones(0, f32), np.zeros(0, f32))
+    out, mean, rstd = op("batch_norm", "batch_norm", impl)(np.zeros((4, 0), f32), np.ones(0, f32), np.zeros(0, f32))
     assert out.shape == (4, 0) and mean.shape == (0,)
-    out, mean, rstd = op("norm", "batch_norm", impl)(
+    out, mean, rstd = op("batch_norm", "batch_norm", impl)(
         np.zeros((0, 3), f32), np.ones(3, f32), np.zeros(3, f32), training=False,
         running_mean=np.array([1, 2, 3], f32), running_var=np.array([1, 4, 9], f32))
     assert out.shape == (0, 3)
@@ -325,7 +333,7 @@ def test_in_place_equals_out_of_place(impl, dtype, norm, rng):
     dy = rng.standard_normal(shape).astype(dtype)
     gamma, beta = _params(rng, shape[1], dtype)
     place = to_device if impl == "cuda" else (lambda a: a)
-    forward, backward = getattr(K, f"{norm}_{impl}"), getattr(K, f"{norm}_backward_{impl}")
+    forward, backward = _kernel(norm, impl), _kernel(f"{norm}_backward", impl)
     gamma_d, beta_d = place(gamma), place(beta)
     want_out, mean, rstd = forward(place(x), gamma_d, beta_d)
     want_grads = to_host(backward(place(dy), place(x), gamma_d, mean, rstd))
@@ -406,7 +414,7 @@ def test_bad_arguments_are_named(impl, case):
     # Built where the kernel runs (on the GPU for cuda when present), so strides and kinds survive.
     args, kwargs = build(_arrays(to_device if impl == "cuda" else (lambda a: a)))
     with pytest.raises(error, match=message):
-        getattr(K, f"{name}_{impl}")(*args, **kwargs)
+        _kernel(name, impl)(*args, **kwargs)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -415,7 +423,7 @@ def test_errors_come_before_any_write(impl):
     x, gamma, beta = place(np.ones((5, 3), np.float32)), place(np.ones(3, np.float32)), place(np.zeros(3, np.float32))
     running_mean, running_var = place(np.full(3, 7, np.float32)), place(np.full(3, 9, np.float32))
     out = place(np.full((5, 3), np.nan, np.float32))
-    bn = getattr(K, f"batch_norm_{impl}")
+    bn = _kernel("batch_norm", impl)
     with pytest.raises(ValueError, match="momentum"):
         bn(x, gamma, beta, running_mean=running_mean, running_var=running_var, momentum=2.0, out=out)
     with pytest.raises(ValueError, match="rstd_out must have shape"):
@@ -423,4 +431,4 @@ def test_errors_come_before_any_write(impl):
            rstd_out=place(np.ones(5, np.float32)))
     assert (to_host(running_mean) == 7).all() and (to_host(running_var) == 9).all() and np.isnan(to_host(out)).all()
     with pytest.raises(TypeError, match="x must be a NumPy or CuPy array"):
-        getattr(K, f"layer_norm_{impl}")(x.tolist(), gamma, beta)
+        _kernel("layer_norm", impl)(x.tolist(), gamma, beta)

@@ -155,32 +155,34 @@ class Backend:
 
     def layer_norm(self, x: Any, gamma: Any, beta: Any, eps: float = 1e-5, out: Any = None,
                    mean_out: Any = None, rstd_out: Any = None) -> tuple[Any, Any, Any]:
-        """Normalize each row of x, then scale and shift: (out, row means, row 1/std) (see kernels.norm)."""
+        """Normalize each row of x, then scale and shift: (out, row means, row 1/std) (see kernels.layer_norm)."""
         self.check("x", x)
-        return self._kernel("norm", "layer_norm")(x, gamma, beta, eps, out=out, mean_out=mean_out, rstd_out=rstd_out)
+        return self._kernel("layer_norm", "layer_norm")(x, gamma, beta, eps, out=out, mean_out=mean_out,
+                                                        rstd_out=rstd_out)
 
     def layer_norm_backward(self, dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, dx_out: Any = None,
                             dgamma_out: Any = None, dbeta_out: Any = None) -> tuple[Any, Any, Any]:
         """(dx, dgamma, dbeta) of layer_norm from the saved row statistics."""
         self.check("dy", dy)
-        return self._kernel("norm", "layer_norm_backward")(dy, x, gamma, mean, rstd, dx_out=dx_out,
-                                                           dgamma_out=dgamma_out, dbeta_out=dbeta_out)
+        return self._kernel("layer_norm", "layer_norm_backward")(dy, x, gamma, mean, rstd, dx_out=dx_out,
+                                                                 dgamma_out=dgamma_out, dbeta_out=dbeta_out)
 
     def batch_norm(self, x: Any, gamma: Any, beta: Any, eps: float = 1e-5, *, training: bool = True,
                    running_mean: Any = None, running_var: Any = None, momentum: float = 0.1, out: Any = None,
                    mean_out: Any = None, rstd_out: Any = None) -> tuple[Any, Any, Any]:
         """Normalize each column of x by batch (training) or running statistics: (out, means, 1/stds)."""
         self.check("x", x)
-        return self._kernel("norm", "batch_norm")(x, gamma, beta, eps, training=training, running_mean=running_mean,
-                                                  running_var=running_var, momentum=momentum, out=out,
-                                                  mean_out=mean_out, rstd_out=rstd_out)
+        return self._kernel("batch_norm", "batch_norm")(x, gamma, beta, eps, training=training,
+                                                        running_mean=running_mean, running_var=running_var,
+                                                        momentum=momentum, out=out, mean_out=mean_out,
+                                                        rstd_out=rstd_out)
 
     def batch_norm_backward(self, dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, dx_out: Any = None,
                             dgamma_out: Any = None, dbeta_out: Any = None) -> tuple[Any, Any, Any]:
         """(dx, dgamma, dbeta) of training-mode batch_norm from the saved column statistics."""
         self.check("dy", dy)
-        return self._kernel("norm", "batch_norm_backward")(dy, x, gamma, mean, rstd, dx_out=dx_out,
-                                                           dgamma_out=dgamma_out, dbeta_out=dbeta_out)
+        return self._kernel("batch_norm", "batch_norm_backward")(dy, x, gamma, mean, rstd, dx_out=dx_out,
+                                                                 dgamma_out=dgamma_out, dbeta_out=dbeta_out)
 
     def sgd_(self, param: Any, grad: Any, momentum_buf: Any, **hyper: Any) -> None:
         """In-place SGD step over flat arrays (formula: kernels.optim)."""

@@ -1,0 +1,342 @@
+"""BatchNorm1d, forward and backward, each in one fused kernel (a few launches on CUDA).
+
+x, dy: (n, m) float32/float64, C-contiguous. gamma, beta, running_mean, running_var: (m,), x's dtype and
+kind (host/device). The saved statistics mean and rstd are (m,), one per column, in x's dtype. Every
+output is optional (allocated when None); ``out`` may be x and ``dx_out`` may be dy (in place); no other
+output may overlap an input.
+
+    batch_norm:  mean_j = mean_i x_ij,  var_j = mean_i (x_ij - mean_j)^2,  rstd_j = 1/sqrt(var_j + eps)
+                 out_ij = (x_ij - mean_j) rstd_j gamma_j + beta_j
+                 (batch statistics when training, n >= 2, with PyTorch's running-stat update
+                         r_mean = (1 - momentum) r_mean + momentum mean,
+                         r_var  = (1 - momentum) r_var  + momentum var n/(n-1));
+                 with training=False mean = running_mean, rstd = 1/sqrt(running_var + eps), nothing updated.
+    batch_norm_backward (training mode):  xhat = (x - mean_j) rstd_j,  dbeta_j = sum_i dy_ij,
+                 dgamma_j = sum_i dy_ij xhat_ij,  dx_ij = gamma_j rstd_j / n (n dy_ij - dbeta_j - xhat_ij dgamma_j)
+
+Numerics. Statistics are two-pass (mean, then the mean of centred squares), never E[x^2] - E[x]^2, so
+columns with a mean far above their spread keep an accurate variance. CPU kernels accumulate every sum
+in float64; the forward's elementwise pass and the dx pass run in the dtype (see _cpu_kernels). CUDA
+kernels compute in the dtype (float32 stays float32: per-thread partial sums over a few dozen elements,
+then atomics; no fastmath, so (x - s) - c is evaluated as written); their first pass sums x - s, with s
+the column's first element, and the outputs use (x - s) - mean(x - s), so under a large common offset
+the variance and the outputs keep the dtype's accuracy relative to the spread. Only the saved mean is
+rounded at the offset's magnitude, and the backward reads that saved mean (as PyTorch's does): its xhat
+is off by up to |mean| eps rstd. NaN in x turns its column of outputs into NaN.
+
+CUDA launches per call: batch_norm training 4 (zeroing, column sums, centred column sums, normalize,
+whose row-0 threads write mean/rstd and update the running statistics), eval 1; batch_norm_backward 3
+(zeroing, column sums of dgamma/dbeta, both shared with LayerNorm in _norm_common, then dx). The atomics
+make the last bits of the CUDA sums depend on the order blocks finish.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+from numba import cuda, njit
+
+from . import _common as c
+from ._column_sum import column_adder
+from ._norm_common import (CpuKernels, backward_pair, check_eps, check_vectors, cpu_backward, cuda_backward,
+                           validate_backward)
+
+# --------------------------------------------------------------------------- validation
+
+
+def _validate(x: Any, gamma: Any, beta: Any, eps: float, training: bool, running_mean: Any, running_var: Any,
+              momentum: float, out: Any, mean_out: Any, rstd_out: Any):
+    c.check_array("x", x, ndim=2)
+    n, m = x.shape
+    check_vectors("x", x, m, gamma=gamma, beta=beta)
+    eps = check_eps(eps)
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be a bool, got {type(training).__name__}")
+    momentum = c.check_finite_scalar("momentum", momentum, low=0.0, high=1.0)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must be given together (or neither)")
+    if running_mean is not None:
+        check_vectors("x", x, m, running_mean=running_mean, running_var=running_var)
+        c.check_no_overlap("running_mean", running_mean, (), x=x, gamma=gamma, beta=beta)
+        c.check_no_overlap("running_var", running_var, (), x=x, gamma=gamma, beta=beta, running_mean=running_mean)
+    if training and n < 2:
+        raise ValueError(f"x must have more than 1 value per channel when training, got shape {tuple(x.shape)}")
+    if not training and running_mean is None:
+        raise ValueError("running_mean and running_var are required when training=False")
+    inputs = {"x": x, "gamma": gamma, "beta": beta, "running_mean": running_mean, "running_var": running_var}
+    out = c.output("out", out, x, x.shape, x.dtype, allow_same=(x,), **inputs)
+    mean = c.output("mean_out", mean_out, x, (m,), x.dtype, **inputs, out=out)
+    rstd = c.output("rstd_out", rstd_out, x, (m,), x.dtype, **inputs, out=out, mean_out=mean)
+    return eps, bool(training), momentum, out, mean, rstd
+
+
+# --------------------------------------------------------------------------- references
+
+
+def batch_norm_ref(x: Any, gamma: Any, beta: Any, eps: float = 1e-5, *, training: bool = True,
+                   running_mean: Any = None, running_var: Any = None, momentum: float = 0.1, out: Any = None,
+                   mean_out: Any = None, rstd_out: Any = None) -> tuple[Any, Any, Any]:
+    """Reference in float64 array code. Returns ``(out, mean, rstd)``; updates running stats when training."""
+    eps, training, momentum, out, mean, rstd = _validate(
+        x, gamma, beta, eps, training, running_mean, running_var, momentum, out, mean_out, rstd_out)
+    xp = c.array_module(x)
+    xf = x.astype(xp.float64)
+    if training:
+        n = x.shape[0]
+        mu = xf.mean(axis=0)
+        var = ((xf - mu) ** 2).mean(axis=0)
+        if running_mean is not None:
+            running_mean[...] = (1 - momentum) * running_mean.astype(xp.float64) + momentum * mu
+            running_var[...] = (1 - momentum) * running_var.astype(xp.float64) + momentum * var * (n / (n - 1))
+    else:
+        mu, var = running_mean.astype(xp.float64), running_var.astype(xp.float64)
+    r = 1.0 / xp.sqrt(var + eps)
+    out[...] = (xf - mu) * (r * gamma) + beta
+    mean[...], rstd[...] = mu, r
+    return out, mean, rstd
+
+
+def batch_norm_backward_ref(dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, dx_out: Any = None,
+                            dgamma_out: Any = None, dbeta_out: Any = None) -> tuple[Any, Any, Any]:
+    """Reference in float64 array code. Returns ``(dx, dgamma, dbeta)``."""
+    dx, dgamma, dbeta = validate_backward(dy, x, gamma, mean, rstd, dx_out, dgamma_out, dbeta_out, False)
+    xp = c.array_module(dy)
+    n = dy.shape[0]
+    dyf, r = dy.astype(xp.float64), rstd.astype(xp.float64)
+    xhat = (x.astype(xp.float64) - mean) * r
+    db, dg = dyf.sum(axis=0), (dyf * xhat).sum(axis=0)
+    if n:
+        dx[...] = gamma * r / n * (n * dyf - db - xhat * dg)
+    dgamma[...], dbeta[...] = dg, db
+    return dx, dgamma, dbeta
+
+
+# --------------------------------------------------------------------------- CPU
+
+
+@functools.cache
+def _cpu_kernels(dtype: np.dtype) -> CpuKernels:
+    """Single-threaded kernels for one dtype, forward ``(x, gamma, beta, eps, training, momentum,
+    running_mean, running_var, out, mean, rstd)``; rows outside, contiguous columns inside (vectorised).
+
+    Sums and statistics are float64. The elementwise output passes run in the dtype (in float32 the
+    LayerNorm and BatchNorm forwards measured 1.1-1.4x faster, BatchNorm's backward 1.6x): the forward
+    subtracts the mean split as hi + lo (hi = mean rounded to the dtype, so x - hi is exact for x near
+    hi; lo corrects inside the shift), so a large common offset costs nothing; the dx pass works on the
+    saved dtype statistics, with an error of eps times the terms it cancels, as in PyTorch's float32
+    kernel.
+    """
+
+    @njit(inline="always")
+    def batch_norm_columns(x, gamma, beta, eps, training, momentum, running_mean, running_var, out, mean, rstd):
+        n, m = x.shape
+        mu, var = np.zeros(m), np.zeros(m)
+        if training:
+            for i in range(n):  # row by row into (m,) float64 sums: contiguous and vectorised
+                xi = x[i]
+                for j in range(m):
+                    mu[j] += xi[j]
+            mu /= n
+            for i in range(n):
+                xi = x[i]
+                for j in range(m):
+                    d = xi[j] - mu[j]
+                    var[j] += d * d
+            var /= n
+            if running_mean.size:
+                for j in range(m):
+                    running_mean[j] = (1.0 - momentum) * running_mean[j] + momentum * mu[j]
+                    running_var[j] = (1.0 - momentum) * running_var[j] + momentum * var[j] * (n / (n - 1))
+        else:
+            for j in range(m):
+                mu[j], var[j] = running_mean[j], running_var[j]
+        # out = (x - hi) scale + shift with hi = mean in the dtype, shift = beta - (mean - hi) scale
+        hi, scale, shift = np.empty(m, dtype), np.empty(m, dtype), np.empty(m, dtype)
+        for j in range(m):
+            r = 1.0 / math.sqrt(var[j] + eps)
+            mean[j], rstd[j], hi[j], scale[j] = mu[j], r, mu[j], r * gamma[j]
+            shift[j] = beta[j] - (mu[j] - hi[j]) * np.float64(scale[j])
+        for i in range(n):
+            xi, yi = x[i], out[i]
+            for j in range(m):
+                yi[j] = (xi[j] - hi[j]) * scale[j] + shift[j]
+
+    @njit(inline="always")
+    def batch_norm_backward_columns(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
+        n, m = x.shape
+        mu = mean.astype(np.float64)
+        db, dxm = np.zeros(m), np.zeros(m)  # sum_i dy_ij, sum_i dy_ij (x_ij - mean_j)
+        for i in range(n):
+            dyi, xi = dy[i], x[i]
+            for j in range(m):
+                d = np.float64(dyi[j])
+                db[j] += d
+                dxm[j] += d * (xi[j] - mu[j])
+        # dx = k (dy - a - (x - mean) b) with k = gamma rstd, a = dbeta / n, b = dgamma rstd / n
+        k, a, b = np.empty(m, dtype), np.empty(m, dtype), np.empty(m, dtype)
+        for j in range(m):
+            r = np.float64(rstd[j])
+            dgamma[j], dbeta[j] = dxm[j] * r, db[j]
+            k[j], a[j], b[j] = gamma[j] * r, db[j] / max(n, 1), dxm[j] * r * r / max(n, 1)
+        for i in range(n):
+            dyi, xi, dxi = dy[i], x[i], dx[i]
+            for j in range(m):
+                dxi[j] = k[j] * (dyi[j] - a[j] - (xi[j] - mean[j]) * b[j])
+
+    jit = njit(**c.NJIT_OPTIONS)
+    return CpuKernels(
+        forward=(
+            jit(lambda x, g, b, eps, t, mom, rm, rv, out, mu, r: batch_norm_columns(x, g, b, eps, t, mom, rm, rv,
+                                                                                     out, mu, r)),
+            jit(lambda x, g, b, eps, t, mom, rm, rv, out, mu, r: batch_norm_columns(x, g, b, eps, t, mom, rm, rv,
+                                                                                     x, mu, r))),
+        backward=backward_pair(batch_norm_backward_columns),
+    )
+
+
+def batch_norm_cpu(x: Any, gamma: Any, beta: Any, eps: float = 1e-5, *, training: bool = True,
+                   running_mean: Any = None, running_var: Any = None, momentum: float = 0.1, out: Any = None,
+                   mean_out: Any = None, rstd_out: Any = None) -> tuple[Any, Any, Any]:
+    """Numba CPU kernel (single-threaded). Returns ``(out, mean, rstd)``; updates running stats when training."""
+    eps, training, momentum, out, mean, rstd = _validate(
+        x, gamma, beta, eps, training, running_mean, running_var, momentum, out, mean_out, rstd_out)
+    if running_mean is None:  # one compiled signature: empty arrays mean "no running statistics"
+        running_mean = running_var = np.empty(0, x.dtype)
+    kernel = _cpu_kernels(x.dtype).forward[c.same_buffer(out, x)]
+    kernel(x, gamma, beta, eps, training, momentum, running_mean, running_var, out, mean, rstd)
+    return out, mean, rstd
+
+
+def batch_norm_backward_cpu(dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, dx_out: Any = None,
+                            dgamma_out: Any = None, dbeta_out: Any = None) -> tuple[Any, Any, Any]:
+    """Numba CPU kernel (single-threaded). Returns ``(dx, dgamma, dbeta)``."""
+    return cpu_backward(_cpu_kernels, False, dy, x, gamma, mean, rstd, dx_out, dgamma_out, dbeta_out)
+
+
+# --------------------------------------------------------------------------- CUDA
+
+
+class _TileKernels(NamedTuple):
+    """Column-strip kernels: a block (TX, TY) walks strips of TX columns, its thread rows TY rows apart."""
+    batch_norm_stats: Any  # (x, inv_n, acc, second)
+    # (x, gamma, beta, acc, inv_n, eps, training, update, momentum, unbias, r_mean, r_var, mean, rstd, out)
+    batch_norm: Any
+    batch_norm_backward: Any  # (dy, x, gamma, mean, rstd, acc, inv_n, dx, dgamma, dbeta): acc[0] dgamma, acc[1] dbeta
+
+
+# Where an output may be its input (out=x, dx=dy), it comes after it in the argument list, so the
+# simulator's copy-back of the output lands last; on a GPU every such element is read before it is
+# written, by the thread that writes it.
+
+
+@functools.cache
+def _tile_kernels(dtype: np.dtype, tile: tuple[int, int]) -> _TileKernels:
+    """``tile``: (TX, TY) threads; a warp reads 32 adjacent columns of one row (coalesced)."""
+    F = dtype.type
+    ZERO, ONE = F(0), F(1)
+    TX, TY = tile
+    column_add = column_adder(TY)
+
+    @cuda.jit
+    def batch_norm_stats(x, inv_n, acc, second):
+        # First call: acc[0, j] = sum_i (x_ij - s_j) with s_j = x_0j. Second: acc[1, j] = sum_i (x_ij - s_j - c_j)^2
+        # with c_j = acc[0, j] / n, and acc[2, j] = s_j (the normalize kernel may write over x's row 0).
+        partial = cuda.shared.array((TY, TX), F)
+        n, m = x.shape
+        i0 = cuda.blockIdx.y * TY + cuda.threadIdx.y
+        for j0 in range(cuda.blockIdx.x * TX, m, cuda.gridDim.x * TX):
+            j = j0 + cuda.threadIdx.x
+            total = ZERO
+            if j < m:
+                s = x[0, j]
+                cen = acc[0, j] * inv_n if second else ZERO
+                for i in range(i0, n, cuda.gridDim.y * TY):
+                    d = x[i, j] - s - cen
+                    total += d * d if second else d
+                if second and i0 == 0:
+                    acc[2, j] = s
+            column_add(partial, total, j < m, acc, (1 if second else 0, j))
+
+    @cuda.jit
+    def batch_norm(x, gamma, beta, acc, inv_n, eps, training, update, momentum, unbias, r_mean, r_var,
+                   mean, rstd, out):
+        n, m = x.shape
+        i0 = cuda.blockIdx.y * TY + cuda.threadIdx.y
+        for j0 in range(cuda.blockIdx.x * TX, m, cuda.gridDim.x * TX):
+            j = j0 + cuda.threadIdx.x
+            if j < m:
+                if training:
+                    s, cen, var = acc[2, j], acc[0, j] * inv_n, acc[1, j] * inv_n
+                else:
+                    s, cen, var = r_mean[j], ZERO, r_var[j]
+                r = ONE / math.sqrt(var + eps)
+                scale, shift = r * gamma[j], beta[j]
+                if i0 == 0:  # one thread per column
+                    mean[j] = s + cen
+                    rstd[j] = r
+                    if update:
+                        r_mean[j] = (ONE - momentum) * r_mean[j] + momentum * (s + cen)
+                        r_var[j] = (ONE - momentum) * r_var[j] + momentum * var * unbias
+                for i in range(i0, n, cuda.gridDim.y * TY):
+                    out[i, j] = (x[i, j] - s - cen) * scale + shift
+
+    @cuda.jit
+    def batch_norm_backward(dy, x, gamma, mean, rstd, acc, inv_n, dx, dgamma, dbeta):
+        n, m = x.shape
+        i0 = cuda.blockIdx.y * TY + cuda.threadIdx.y
+        for j0 in range(cuda.blockIdx.x * TX, m, cuda.gridDim.x * TX):
+            j = j0 + cuda.threadIdx.x
+            if j < m:
+                mu, r = mean[j], rstd[j]
+                # dx = k (dy - a - (x - mean) b), k = gamma rstd, a = dbeta / n, b = dgamma rstd / n
+                k, a, b = gamma[j] * r, acc[1, j] * inv_n, acc[0, j] * r * inv_n
+                if i0 == 0:
+                    dbeta[j] = acc[1, j]
+                    dgamma[j] = acc[0, j]
+                for i in range(i0, n, cuda.gridDim.y * TY):
+                    dx[i, j] = k * (dy[i, j] - a - (x[i, j] - mu) * b)
+
+    return _TileKernels(batch_norm_stats, batch_norm, batch_norm_backward)
+
+
+def batch_norm_cuda(x: Any, gamma: Any, beta: Any, eps: float = 1e-5, *, training: bool = True,
+                    running_mean: Any = None, running_var: Any = None, momentum: float = 0.1, out: Any = None,
+                    mean_out: Any = None, rstd_out: Any = None) -> tuple[Any, Any, Any]:
+    """numba.cuda kernels on CuPy's current stream (NumPy arrays under the simulator). Returns ``(out, mean, rstd)``."""
+    eps, training, momentum, out, mean, rstd = _validate(
+        x, gamma, beta, eps, training, running_mean, running_var, momentum, out, mean_out, rstd_out)
+    n, m = x.shape
+    if m == 0:
+        return out, mean, rstd
+    F, xp, stream = x.dtype.type, c.array_module(x), c.current_stream()
+    grid, tile = c.column_launch(n, m)
+    kernels = _tile_kernels(x.dtype, tile)
+    acc = xp.zeros((3, m), x.dtype) if training else xp.empty((3, m), x.dtype)
+    update = running_mean is not None
+    if not update:  # stand-ins the kernel never touches, for one compiled signature
+        running_mean, running_var = acc[0], acc[1]
+    xd, gd, bd, ad, rmd, rvd, md, rd, od = c.cuda_args(x, gamma, beta, acc, running_mean, running_var, mean, rstd, out)
+    inv_n = F(1 / max(n, 1))
+    if training:
+        for second in (False, True):
+            kernels.batch_norm_stats[grid, tile, stream](xd, inv_n, ad, second)
+    kernels.batch_norm[grid, tile, stream](xd, gd, bd, ad, inv_n, F(eps), training, update and training,
+                                           F(momentum), F(n / max(n - 1, 1)), rmd, rvd, md, rd, od)
+    return out, mean, rstd
+
+
+def _launch_dx(stream: Any, dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, acc: Any, dx: Any, dgamma: Any,
+               dbeta: Any) -> None:
+    """batch_norm_backward's last kernel (see _norm_common.cuda_backward), column strips."""
+    grid, tile = c.column_launch(*dy.shape)
+    _tile_kernels(dy.dtype, tile).batch_norm_backward[grid, tile, stream](
+        dy, x, gamma, mean, rstd, acc, dy.dtype.type(1 / dy.shape[0]), dx, dgamma, dbeta)
+
+
+def batch_norm_backward_cuda(dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, dx_out: Any = None,
+                             dgamma_out: Any = None, dbeta_out: Any = None) -> tuple[Any, Any, Any]:
+    """numba.cuda kernels on CuPy's current stream (NumPy arrays under the simulator); ``(dx, dgamma, dbeta)``."""
+    return cuda_backward(_launch_dx, False, dy, x, gamma, mean, rstd, dx_out, dgamma_out, dbeta_out)
