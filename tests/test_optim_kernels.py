@@ -56,15 +56,17 @@ THREE_WAY = [pytest.param(case, impl, dtype, n, id=f"{_case_id(case)}-{n}-{np.dt
              if _simulated_cheaply(case, impl, dtype, n)]
 
 
-def _exact_step(name: str, t: int, p: np.ndarray, grad: np.ndarray, state: dict, hyper: dict):
-    """One step of the formulas in float64, on copies; returns (p, state)."""
+def _exact_step(name: str, t: int, p: np.ndarray, grad: np.ndarray, state: dict, hyper: dict, nudge: float = 0.0):
+    """One step of the formulas in float64, on copies; returns (p, state). ``nudge`` moves the
+    regularised gradient g by that many units of its own rounding error (see _rounding_of_g)."""
     h = {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
          "alpha": 0.99, "centered": False, "l1": 0.0, "l2": 0.0, "weight_decay": 0.0, "grad_scale": 1.0, **hyper}
-    lr, mom = h["lr"], h["momentum"]
+    lr, mom, dtype = h["lr"], h["momentum"], p.dtype
     p, grad = p.astype(np.float64), grad.astype(np.float64)
     s = {k: v.astype(np.float64) for k, v in state.items()}
     sign = np.where(p > 0, 1.0, np.where(p < 0, -1.0, 0.0))
     g = h["grad_scale"] * grad + h["l2"] * p + h["l1"] * sign
+    g = g + nudge * _rounding_of_g(grad, p, h, dtype)
     p = p * (1.0 - lr * h["weight_decay"])
     if name == "sgd":
         if mom:
@@ -90,6 +92,14 @@ def _exact_step(name: str, t: int, p: np.ndarray, grad: np.ndarray, state: dict,
         s["momentum_buf"] = mom * s["momentum_buf"] + g / avg
         return p - lr * s["momentum_buf"], s
     return p - lr * g / avg, s
+
+
+def _rounding_of_g(grad: np.ndarray, p: np.ndarray, h: dict, dtype) -> np.ndarray:
+    """A bound on the rounding error of g = grad_scale grad + l2 p + l1 sign(p) formed in the kernel's dtype:
+    a few ulps of its terms. Where the terms cancel, g's relative error is large, and RMSprop and Adam
+    divide g by a root of its own square, which turns that into a visible change of the step."""
+    unit = 1e-6 if dtype == np.float32 else 1e-12
+    return unit * (abs(h["grad_scale"] * grad) + abs(h["l2"] * p) + h["l1"])
 
 
 def _initial_state(name: str, hyper: dict, n: int, dtype) -> dict:
@@ -123,11 +133,16 @@ def _step(impl: str, name: str, t: int, p: np.ndarray, grad: np.ndarray, state: 
         host[...] = to_host(arrays[k])
 
 
-def _close(actual: np.ndarray, expected: np.ndarray, what: str) -> None:
+def _close(actual: np.ndarray, expected: np.ndarray, what: str, low: np.ndarray | None = None,
+           high: np.ndarray | None = None) -> None:
     """Rounding-level agreement. The absolute part scales with the array's largest entry: a result
-    that cancels (RMSprop's momentum buffer) carries the rounding of its largest terms."""
+    that cancels (RMSprop's momentum buffer) carries the rounding of its largest terms. With ``low``
+    and ``high`` (the formula at g moved down and up by its rounding error), ``actual`` may lie
+    anywhere between them too."""
     unit = 1e-6 if actual.dtype == np.float32 else 1e-12
     scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+    if low is not None:  # the point of that band nearest to actual
+        expected = np.clip(actual.astype(np.float64), np.minimum(low, high), np.maximum(low, high))
     np.testing.assert_allclose(actual, expected, rtol=10 * unit, atol=2 * unit * scale, err_msg=what)
 
 
@@ -140,10 +155,12 @@ def test_steps_match_float64_formula(case, impl, dtype, n, rng):
     for t in range(1, STEPS + 1):
         grad = rng.standard_normal(n).astype(dtype)
         expected_p, expected_state = _exact_step(name, t, p, grad, state, hyper)
+        low_p, low_state = _exact_step(name, t, p, grad, state, hyper, nudge=-1.0)
+        high_p, high_state = _exact_step(name, t, p, grad, state, hyper, nudge=1.0)
         _step(impl, name, t, p, grad, state, hyper)
-        _close(p, expected_p, f"param at step {t}")
+        _close(p, expected_p, f"param at step {t}", low_p, high_p)
         for k, v in state.items():
-            _close(v, expected_state[k], f"{k} at step {t}")
+            _close(v, expected_state[k], f"{k} at step {t}", low_state[k], high_state[k])
     assert np.isfinite(p).all()
 
 
