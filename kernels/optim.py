@@ -14,8 +14,8 @@ Every optimizer first forms the regularised gradient and applies decoupled weigh
 and then its own rule, PyTorch's definition (see sgd__ref, adam__ref, rmsprop__ref).
 
 Each op comes three ways with one signature: ``<op>_ref`` (NumPy/CuPy expressions),
-``<op>_cpu`` (single-threaded Numba kernel, one pass) and ``<op>_cuda`` (one grid-stride
-numba.cuda launch on CuPy's current stream). The op names end in ``_`` (in place), hence
+``<op>_cpu`` (Numba kernel, one pass, split over the cores from 4M elements up) and ``<op>_cuda``
+(one grid-stride numba.cuda launch on CuPy's current stream). The op names end in ``_`` (in place), hence
 ``adam__cpu``. The maths lives in kernels.optim_math: the reference expressions, and one
 per-element update compiled for both the CPU and the GPU.
 """
@@ -203,7 +203,7 @@ def _run_cuda(plan: _Plan) -> None:
 def _three_ways(plan: Callable[..., _Plan], name: str) -> tuple[Callable[..., None], ...]:
     """``<name>_ref``, ``<name>_cpu``, ``<name>_cuda``: one signature and docstring, that of ``plan``."""
     notes = {"ref": "NumPy/CuPy expressions (the oracle).",
-             "cpu": "Numba CPU kernel: one single-threaded pass over NumPy arrays.",
+             "cpu": "Numba CPU kernel: one pass over NumPy arrays (split over the cores from 4M elements).",
              "cuda": "numba.cuda kernel: one grid-stride launch on CuPy's current stream."}
 
     def make(impl: str, run: Callable[[_Plan], None]) -> Callable[..., None]:
