@@ -90,45 +90,31 @@ def _assert_column_sum(got: np.ndarray, terms: np.ndarray) -> None:
 # --------------------------------------------------------------------------- three ways vs formulas
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (300, 257)])
-def test_layer_norm_matches_formula(impl, dtype, shape, rng):
-    n, m = shape = _shape(impl, shape)
-    x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
-    gamma, beta = _params(rng, m, dtype)
-    out, mean, rstd = op("layer_norm", "layer_norm", impl)(x, gamma, beta, EPS)
-    assert out.shape == shape and mean.shape == rstd.shape == (n,)
-    assert out.dtype == mean.dtype == rstd.dtype == dtype
-    for got, want in zip((out, mean, rstd), _ln_exact(x, gamma, beta)):
-        np.testing.assert_allclose(got, want, **tolerance(dtype))
-
-    dy = rng.standard_normal(shape).astype(dtype)
-    dx, dgamma, dbeta = op("layer_norm", "layer_norm_backward", impl)(dy, x, gamma, mean, rstd)
-    assert dx.shape == shape and dgamma.shape == dbeta.shape == (m,) and dx.dtype == dgamma.dtype == dtype
-    want_dx, scale, dgamma_terms, dbeta_terms = _ln_backward_terms(dy, x, gamma, mean, rstd)
-    _assert_dx(dx, want_dx, scale)
-    _assert_column_sum(dgamma, dgamma_terms)
-    _assert_column_sum(dbeta, dbeta_terms)
+NORMS = {  # float64 forward, float64 backward terms, smallest shape, length of the saved statistics
+    "layer_norm": (_ln_exact, _ln_backward_terms, (1, 1), lambda n, m: n),
+    "batch_norm": (_bn_exact, _bn_backward_terms, (2, 1), lambda n, m: m),
+}
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(2, 1), (7, 13), (300, 257)])
-def test_batch_norm_matches_formula(impl, dtype, shape, rng):
-    m = (shape := _shape(impl, shape))[1]
+@pytest.mark.parametrize("size", ["smallest", (7, 13), (300, 257)])
+@pytest.mark.parametrize("norm", NORMS)
+def test_norm_matches_formula(norm, size, impl, dtype, rng):
+    exact, backward_terms, smallest, stats_length = NORMS[norm]
+    n, m = shape = _shape(impl, smallest if size == "smallest" else size)
     x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
     gamma, beta = _params(rng, m, dtype)
-    out, mean, rstd = op("batch_norm", "batch_norm", impl)(x, gamma, beta, EPS)
-    assert out.shape == shape and mean.shape == rstd.shape == (m,)
+    out, mean, rstd = op(norm, norm, impl)(x, gamma, beta, EPS)
+    assert out.shape == shape and mean.shape == rstd.shape == (stats_length(n, m),)
     assert out.dtype == mean.dtype == rstd.dtype == dtype
-    for got, want in zip((out, mean, rstd), _bn_exact(x, gamma, beta)):
+    for got, want in zip((out, mean, rstd), exact(x, gamma, beta)):
         np.testing.assert_allclose(got, want, **tolerance(dtype))
 
     dy = rng.standard_normal(shape).astype(dtype)
-    dx, dgamma, dbeta = op("batch_norm", "batch_norm_backward", impl)(dy, x, gamma, mean, rstd)
+    dx, dgamma, dbeta = op(norm, f"{norm}_backward", impl)(dy, x, gamma, mean, rstd)
     assert dx.shape == shape and dgamma.shape == dbeta.shape == (m,) and dx.dtype == dgamma.dtype == dtype
-    want_dx, scale, dgamma_terms, dbeta_terms = _bn_backward_terms(dy, x, gamma, mean, rstd)
+    want_dx, scale, dgamma_terms, dbeta_terms = backward_terms(dy, x, gamma, mean, rstd)
     _assert_dx(dx, want_dx, scale)
     _assert_column_sum(dgamma, dgamma_terms)
     _assert_column_sum(dbeta, dbeta_terms)
