@@ -177,8 +177,9 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
         stream: TextIO | None = None) -> History:
     """Train ``model`` on (X, y) with minibatches; returns the per-epoch History.
 
-    on_nonfinite: "raise" stops with NonFiniteError naming the epoch and step (parameters keep
-    their last finite values); "skip" drops the offending batch and goes on.
+    on_nonfinite: "raise" stops with NonFiniteError naming the epoch and step (parameters and
+    buffers such as BatchNorm's running statistics keep their last finite values); "skip" drops
+    the offending batch, with what its forward pass did to the buffers, and goes on.
     on_epoch_end(epoch, metrics) runs after each epoch (e.g. to save a checkpoint).
     The training loss includes the optimizer's L1/L2 penalty (see optimizers); the validation
     loss is the data loss alone. Running out of (GPU) memory raises DeviceMemoryError.
@@ -196,6 +197,8 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
     n = Xd.shape[0]
     steps_per_epoch = -(-n // batch_size)
     ws, base_lr, history = Workspace(), optimizer.lr, History()
+    buffers = [buf for _, buf in model.named_buffers()]  # a training forward updates them in place
+    last_finite = [b.xp.empty_like(buf) for buf in buffers]
     optimizer.zero_grad()  # gradients left from before fit must not leak into the first step
     for epoch in range(initial_epoch, epochs):
         order = b.permutation(n) if shuffle else b.xp.arange(n)
@@ -207,6 +210,8 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
             yb = b.xp.take(yd, idx, axis=0, out=ws.get(b, "y", (len(idx),) + yd.shape[1:], yd.dtype))
             if schedule is not None:
                 optimizer.lr = base_lr * schedule(epoch + step / steps_per_epoch)
+            for kept, buf in zip(last_finite, buffers):
+                kept[...] = buf
             logits = model.forward(xb, train=True)
             loss, dlogits = loss_fn.forward_backward(logits, yb)
             model.backward(dlogits, overwrite_dy=True)
@@ -214,9 +219,11 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
             if not finite:
                 where = f"epoch {epoch + 1}, step {step + 1} of {steps_per_epoch}"
                 optimizer.zero_grad()
+                for kept, buf in zip(last_finite, buffers):
+                    buf[...] = kept
                 if on_nonfinite == "raise":
                     raise NonFiniteError(f"non-finite loss or gradient at {where} (loss={loss_value}); "
-                                         "parameters keep their last finite values")
+                                         "parameters and buffers keep their last finite values")
                 history.skipped_steps += 1
                 continue
             optimizer.step()

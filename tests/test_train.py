@@ -150,3 +150,27 @@ def test_bad_training_data_is_named(rng):
         gd.fit(model, loss, opt, X, y, batch_size=0, progress=False)
     with pytest.raises(ValueError, match="y_val labels"):
         gd.fit(model, loss, opt, X, y, validation_data=(X, y + 10), progress=False)
+
+
+@pytest.mark.filterwarnings("ignore:(overflow|invalid value) encountered:RuntimeWarning")
+@pytest.mark.parametrize("on_nonfinite", ["raise", "skip"])
+def test_a_non_finite_step_leaves_running_statistics_as_they_were(on_nonfinite, rng):
+    X = rng.standard_normal((16, 4)).astype(np.float32)
+    X[9] = 3e38  # finite, but its first layer's output overflows: the second batch of 8 goes non-finite
+    y = rng.integers(0, 2, 16)
+    model = gd.Sequential(gd.Dense(4, 3), gd.BatchNorm1d(3), gd.Dense(3, 2))
+    opt = gd.SGD(model.parameters(), lr=0.1)
+    bn, W0, b0 = model.layers[1], model.layers[0].W.data.copy(), model.layers[0].b.data.copy()
+
+    def run() -> gd.History:
+        return gd.fit(model, gd.SoftmaxCrossEntropy(), opt, X, y, epochs=1, batch_size=8, shuffle=False,
+                      progress=False, on_nonfinite=on_nonfinite)
+
+    if on_nonfinite == "raise":
+        with pytest.raises(gd.NonFiniteError):
+            run()
+    else:
+        assert run().skipped_steps == 1
+    assert np.isfinite(bn.running_mean).all() and np.isfinite(bn.running_var).all()
+    first_batch = X[:8].astype(np.float64) @ W0 + b0  # the only finite step's input to the BatchNorm
+    np.testing.assert_allclose(bn.running_mean, 0.1 * first_batch.mean(0), rtol=1e-4, atol=1e-6)
