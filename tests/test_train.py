@@ -159,6 +159,7 @@ def test_a_non_finite_step_leaves_running_statistics_as_they_were(on_nonfinite, 
     X[9] = 3e38  # finite, but its first layer's output overflows: the second batch of 8 goes non-finite
     y = rng.integers(0, 2, 16)
     model = gd.Sequential(gd.Dense(4, 3), gd.BatchNorm1d(3), gd.Dense(3, 2))
+    model.layers[0].W.data[...] = rng.uniform(0.5, 1.5, (4, 3))  # all positive: 3e38 * their sums overflows
     opt = gd.SGD(model.parameters(), lr=0.1)
     bn, W0, b0 = model.layers[1], model.layers[0].W.data.copy(), model.layers[0].b.data.copy()
 
