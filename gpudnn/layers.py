@@ -101,6 +101,8 @@ class Dense(Layer):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
         w = initial_weights(self.backend, self.in_features, self.out_features, self.init, dtype)
         self.W = Parameter("W", w, self.backend)
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"bias must be True or False, got {bias!r}")
         self._params = {"W": self.W}
         self.b: Parameter | None = None
         if bias:

@@ -139,6 +139,8 @@ def test_dense_without_bias(rng):
     x = rng.standard_normal((2, 4))
     np.testing.assert_allclose(model.layers[0](x), np.tanh(x @ model.layers[0].W.data), rtol=1e-12)
     assert gd.Sequential.from_config(model.config()).layers[0].b is None
+    with pytest.raises(TypeError, match="bias must be True or False"):
+        gd.Dense(4, 3, bias="no")
 
 
 @pytest.mark.parametrize("norm", ["layer", "batch"])
