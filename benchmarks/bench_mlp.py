@@ -114,7 +114,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             torch_runs.append(harness.time_in_child("benchmarks.bench_mlp:_torch_step", "cpu", 256, list(sizes),
                                                     rounds=rounds, warmup=3))
     samples = {k: [t for block in blocks for t in block[k]] for k in variants}
-    times = {k: statistics.median(v) for k, v in samples.items()}
+    times = harness.medians(samples)
     if torch_runs:
         times["torch"] = statistics.median(torch_runs)
     row = _row("cpu", 256, times, launches, harness.paired_ratio(samples, "gpudnn", "gemm_floor"))
@@ -144,7 +144,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                 torch.cuda.synchronize()
 
             samples = harness.interleaved_samples(variants, rounds=rounds, warmup=5, sync=both_sync)
-            times = {k: statistics.median(v) for k, v in samples.items()}
+            times = harness.medians(samples)
             rows.append(_row("gpu", batch, times, launches, harness.paired_ratio(samples, "gpudnn", "gemm_floor")))
     return {"model": "-".join(map(str, sizes)), "dtype": "float32", "optimizer": "Adam",
             "torch_threads": threads, "rows": rows}

@@ -17,7 +17,6 @@ Run: python -m benchmarks.bench_pca  (from the repository root).
 
 from __future__ import annotations
 
-import statistics
 import time
 from typing import Any, Callable
 
@@ -48,22 +47,13 @@ def _torch_cov_fit(torch: Any, X: Any, k: int) -> Any:
 
 
 def settled(variants: dict[str, Callable[[], Any]], rounds: int, gap_s: float = 0.3) -> dict[str, float]:
-    """Like ``harness.interleaved`` (round-robin, medians), with an untimed pause before each call.
+    """``harness.interleaved`` (round-robin, medians) with an untimed pause before each call.
 
     NumPy, SciPy and torch each bring their own BLAS/OpenMP thread pool, whose threads keep
     spinning ~0.1 s after a call; back to back, each variant would be timed against the previous
     variant's spinning threads (measured here: 1-5x swings on 2 cores). The pause lets them sleep.
     """
-    for fn in variants.values():
-        fn()
-    samples: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, fn in variants.items():
-            time.sleep(gap_s)
-            t0 = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in samples.items()}
+    return harness.interleaved(variants, rounds=rounds, warmup=1, pause=gap_s)
 
 
 def cpu_rows(n: int, rounds: int) -> list[dict[str, Any]]:

@@ -23,8 +23,9 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def interleaved_samples(variants: dict[str, Callable[[], Any]], rounds: int = 7, warmup: int = 2,
-                        sync: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
-    """Seconds per call of each variant in each round, timed round-robin after ``warmup`` calls each."""
+                        sync: Callable[[], None] = lambda: None, pause: float = 0.0) -> dict[str, list[float]]:
+    """Seconds per call of each variant in each round, timed round-robin after ``warmup`` calls each,
+    with an untimed ``pause`` (seconds) before each call."""
     for fn in variants.values():
         for _ in range(warmup):
             fn()
@@ -32,6 +33,8 @@ def interleaved_samples(variants: dict[str, Callable[[], Any]], rounds: int = 7,
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, fn in variants.items():
+            if pause:
+                time.sleep(pause)
             sync()
             t0 = time.perf_counter()
             fn()
@@ -41,9 +44,13 @@ def interleaved_samples(variants: dict[str, Callable[[], Any]], rounds: int = 7,
 
 
 def interleaved(variants: dict[str, Callable[[], Any]], rounds: int = 7, warmup: int = 2,
-                sync: Callable[[], None] = lambda: None) -> dict[str, float]:
-    """Median seconds per call for each variant, timed round-robin after ``warmup`` calls each."""
-    samples = interleaved_samples(variants, rounds, warmup, sync)
+                sync: Callable[[], None] = lambda: None, pause: float = 0.0) -> dict[str, float]:
+    """Median seconds per call for each variant (see interleaved_samples)."""
+    return medians(interleaved_samples(variants, rounds, warmup, sync, pause))
+
+
+def medians(samples: dict[str, list[float]]) -> dict[str, float]:
+    """The median of each variant's samples."""
     return {name: statistics.median(ts) for name, ts in samples.items()}
 
 
