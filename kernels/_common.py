@@ -96,10 +96,10 @@ def check_array(
 
 def check_same_kind(reference_name: str, reference: Any, **arrays: Any) -> None:
     """All arrays live where ``reference`` lives (host or device)."""
-    on_device = is_device_array(reference)
+    on_host = isinstance(reference, np.ndarray)
     for name, a in arrays.items():
-        if a is not None and is_device_array(a) != on_device:
-            where = "device (CuPy)" if on_device else "host (NumPy)"
+        if a is not None and isinstance(a, np.ndarray) != on_host:
+            where = "host (NumPy)" if on_host else "device (CuPy)"
             raise TypeError(f"{name} must be a {where} array like {reference_name}, got {type(a).__module__}.{type(a).__name__}")
 
 
@@ -111,31 +111,32 @@ def _overlap(a: Any, b: Any) -> bool:
     return a_lo < b_hi and b_lo < a_hi
 
 
-def check_no_overlap(out_name: str, target: Any, allow_same: tuple[Any, ...] = (), /, **inputs: Any) -> None:
-    """``target`` may be exactly one of ``allow_same`` (elementwise in place) but must not overlap any input otherwise."""
+def check_no_overlap(out_name: str, target: Any, in_place_of: Any = None, /, **inputs: Any) -> None:
+    """``target`` may be the input ``in_place_of`` itself (an elementwise op run in place: same memory,
+    same shape) but must not overlap any input otherwise."""
     for name, a in inputs.items():
-        if a is None or a.nbytes == 0 or target.nbytes == 0 or not _overlap(target, a):
+        if a is None or (a is target and a is in_place_of):
             continue
-        if any(a is same for same in allow_same) and _address_span(a) == _address_span(target) \
-                and a.shape == target.shape:
-            continue
-        raise ValueError(f"{out_name} overlaps {name} in memory; pass a separate output array")
+        if a.nbytes and target.nbytes and _overlap(target, a):
+            if a is in_place_of and _address_span(a) == _address_span(target) and a.shape == target.shape:
+                continue
+            raise ValueError(f"{out_name} overlaps {name} in memory; pass a separate output array")
 
 
 def output(
     name: str, given: Any, like: Any, shape: tuple[int, ...], dtype: Any, /,
-    *, allow_same: tuple[Any, ...] = (), **inputs: Any,
+    *, in_place_of: Any = None, **inputs: Any,
 ) -> Any:
     """Validate a caller-supplied output (shape, dtype, contiguity, no aliasing) or allocate one.
 
-    ``given`` may be exactly one of ``allow_same`` (an elementwise op run in place); it must not
+    ``given`` may be the input ``in_place_of`` (an elementwise op run in place); it must not
     overlap any other of ``inputs``.
     """
     if given is None:
         return array_module(like).empty(shape, dtype=dtype)
     check_array(name, given, shape=shape, dtype=dtype)
     check_same_kind("the inputs", like, **{name: given})
-    check_no_overlap(name, given, allow_same, **inputs)
+    check_no_overlap(name, given, in_place_of, **inputs)
     return given
 
 
@@ -182,19 +183,27 @@ def row_ranges(rows: int, elements: int) -> list[tuple[int, int]]:
     return list(zip(bounds, bounds[1:]))
 
 
-def over_row_blocks(fn: Callable[[int, int], T], rows: int, elements: int) -> list[T]:
-    """``fn(start, stop)`` (a nogil Numba kernel call on rows [start, stop)) over all ``rows``.
+def over_row_blocks(fn: Callable[..., T], args: tuple[Any, ...], rows_in: tuple[int, ...] | None = None) -> list[T]:
+    """``fn(*args)`` (a nogil Numba kernel call) over all rows of the row-indexed ``args``.
 
-    Ops under PARALLEL_MIN_ELEMENTS make one call, in the caller; larger ones one call per block of
-    rows (see row_ranges), the first in the caller, the others on the pool. Returns the results in
-    row order; an error in any block is raised.
+    ``rows_in``: the positions in ``args`` of arrays indexed by row first (all with the same rows;
+    None: every argument). Ops under PARALLEL_MIN_ELEMENTS (counted on the first of them) make one
+    call with ``args`` as they are, in the caller: no views, no hand-off. Larger ones make one call
+    per block of rows (see row_ranges), each with those arrays sliced to its rows, the first in the
+    caller, the others on the pool. Returns the results in row order; an error in any block is raised.
     """
-    if elements < PARALLEL_MIN_ELEMENTS:
-        return [fn(0, rows)]
-    (first, *rest) = row_ranges(rows, elements)
-    futures = [_pool(len(rest)).submit(fn, *block) for block in rest]
+    positions = range(len(args)) if rows_in is None else rows_in
+    lead = args[positions[0]]
+    if lead.size < PARALLEL_MIN_ELEMENTS:
+        return [fn(*args)]
+
+    def block(start: int, stop: int) -> T:
+        return fn(*(a[start:stop] if i in positions else a for i, a in enumerate(args)))
+
+    (first, *rest) = row_ranges(lead.shape[0], lead.size)
+    futures = [_pool(len(rest)).submit(block, *bounds) for bounds in rest]
     try:
-        results = [fn(*first)]
+        results = [block(*first)]
     finally:
         results_rest = [f.result() for f in futures]
     return results + results_rest

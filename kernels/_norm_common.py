@@ -43,7 +43,7 @@ def validate_backward(dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, dx_out:
     check_vectors("dy", dy, m, gamma=gamma)
     check_vectors("dy", dy, n if stats_per_row else m, mean=mean, rstd=rstd)
     inputs = {"dy": dy, "x": x, "gamma": gamma, "mean": mean, "rstd": rstd}
-    dx = c.output("dx_out", dx_out, dy, dy.shape, dy.dtype, allow_same=(dy,), **inputs)
+    dx = c.output("dx_out", dx_out, dy, dy.shape, dy.dtype, in_place_of=dy, **inputs)
     dgamma = c.output("dgamma_out", dgamma_out, dy, (m,), dy.dtype, **inputs, dx_out=dx)
     dbeta = c.output("dbeta_out", dbeta_out, dy, (m,), dy.dtype, **inputs, dx_out=dx, dgamma_out=dgamma)
     return dx, dgamma, dbeta

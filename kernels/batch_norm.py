@@ -60,14 +60,14 @@ def _validate(x: Any, gamma: Any, beta: Any, eps: float, training: bool, running
         raise ValueError("running_mean and running_var must be given together (or neither)")
     if running_mean is not None:
         check_vectors("x", x, m, running_mean=running_mean, running_var=running_var)
-        c.check_no_overlap("running_mean", running_mean, (), x=x, gamma=gamma, beta=beta)
-        c.check_no_overlap("running_var", running_var, (), x=x, gamma=gamma, beta=beta, running_mean=running_mean)
+        c.check_no_overlap("running_mean", running_mean, None, x=x, gamma=gamma, beta=beta)
+        c.check_no_overlap("running_var", running_var, None, x=x, gamma=gamma, beta=beta, running_mean=running_mean)
     if training and n < 2:
         raise ValueError(f"x must have more than 1 value per channel when training, got shape {tuple(x.shape)}")
     if not training and running_mean is None:
         raise ValueError("running_mean and running_var are required when training=False")
     inputs = {"x": x, "gamma": gamma, "beta": beta, "running_mean": running_mean, "running_var": running_var}
-    out = c.output("out", out, x, x.shape, x.dtype, allow_same=(x,), **inputs)
+    out = c.output("out", out, x, x.shape, x.dtype, in_place_of=x, **inputs)
     mean = c.output("mean_out", mean_out, x, (m,), x.dtype, **inputs, out=out)
     rstd = c.output("rstd_out", rstd_out, x, (m,), x.dtype, **inputs, out=out, mean_out=mean)
     return eps, bool(training), momentum, out, mean, rstd

@@ -23,11 +23,11 @@ def _validate(x: Any, b: Any, activation: str | int, alpha: float, out: Any, z_o
         c.check_same_kind("x", x, b=b)
     code = activation_code(activation)
     alpha = c.check_finite_scalar("alpha", alpha)
-    out = c.output("out", out, x, x.shape, x.dtype, allow_same=(x,), x=x, b=b)
+    out = c.output("out", out, x, x.shape, x.dtype, in_place_of=x, x=x, b=b)
     if z_out is not None:
         if z_out is out:
             raise ValueError("z_out overlaps out; pass two different arrays (either may be x)")
-        z_out = c.output("z_out", z_out, x, x.shape, x.dtype, allow_same=(x,), x=x, b=b, out=out)
+        z_out = c.output("z_out", z_out, x, x.shape, x.dtype, in_place_of=x, x=x, b=b, out=out)
     return code, alpha, out, z_out
 
 
@@ -93,7 +93,7 @@ def bias_act_cpu(x: Any, b: Any, activation: str | int = "relu", alpha: float = 
     b = _bias_or_zeros(x, b)
     binding = (out is x, z_out is not None, z_out is x)
     kernel, alpha, z = _cpu_kernel(code, x.dtype, binding), x.dtype.type(alpha), out if z_out is None else z_out
-    c.over_row_blocks(lambda s, e: kernel(x[s:e], b, alpha, out[s:e], z[s:e]), x.shape[0], x.size)
+    c.over_row_blocks(kernel, (x, b, alpha, out, z), rows_in=(0, 3, 4))
     return out
 
 

@@ -39,7 +39,7 @@ def _validate(dy: Any, saved: Any, activation: str | int, alpha: float, from_out
             f"activation {NAMES[code]!r} cannot be differentiated from its output: keep the pre-activation z "
             f"(bias_act's z_out) and pass it as saved with from_output=False")
     alpha = c.check_finite_scalar("alpha", alpha)
-    dz_out = c.output("dz_out", dz_out, dy, dy.shape, dy.dtype, allow_same=(dy,), dy=dy, saved=saved)
+    dz_out = c.output("dz_out", dz_out, dy, dy.shape, dy.dtype, in_place_of=dy, dy=dy, saved=saved)
     db_out = c.output("db_out", db_out, dy, dy.shape[1:], dy.dtype, dy=dy, saved=saved, dz_out=dz_out)
     return code, alpha, bool(from_output), dz_out, db_out
 
@@ -94,17 +94,16 @@ def bias_act_backward_cpu(dy: Any, saved: Any, activation: str | int = "relu", a
     if dy.size == 0:
         db_out[...] = 0
         return dz_out, db_out
-    kernel, alpha = _cpu_kernel(code, from_output, dy.dtype, dz_out is dy), dy.dtype.type(alpha)
-    rows = dy.shape[0]
+    kernel = _cpu_kernel(code, from_output, dy.dtype, dz_out is dy)
 
-    def block(s: int, e: int) -> Any:
-        if (s, e) == (0, rows):  # the whole op in one call: db straight into db_out
+    def block(dy_rows: Any, saved_rows: Any, alpha: Any, dz_rows: Any) -> Any:
+        if dy_rows is dy:  # the whole op in one call: db straight into db_out
             return kernel(dy, saved, alpha, dz_out, db_out)
         partial = np.empty(dy.shape[1], np.float64)  # exact per block, summed in float64
-        kernel(dy[s:e], saved[s:e], alpha, dz_out[s:e], partial)
+        kernel(dy_rows, saved_rows, alpha, dz_rows, partial)
         return partial
 
-    partials = c.over_row_blocks(block, rows, dy.size)
+    partials = c.over_row_blocks(block, (dy, saved, dy.dtype.type(alpha), dz_out), rows_in=(0, 1, 3))
     if len(partials) > 1:
         db_out[...] = np.sum(partials, axis=0)
     return dz_out, db_out

@@ -44,7 +44,7 @@ def _validate(name: str, x: Any, p: float, seed: int, out: Any) -> tuple[int, in
     """(seed, keep threshold, scale 1/(1-p) in x's dtype, output array)."""
     c.check_array(name, x)
     p, seed, threshold = _check_p_seed(p, seed)
-    out = c.output("out", out, x, x.shape, x.dtype, allow_same=(x,), **{name: x})
+    out = c.output("out", out, x, x.shape, x.dtype, in_place_of=x, **{name: x})
     return seed, threshold, x.dtype.type(1.0 / (1.0 - p)), out
 
 

@@ -49,7 +49,7 @@ def _validate(x: Any, gamma: Any, beta: Any, eps: float, out: Any, mean_out: Any
     check_vectors("x", x, m, gamma=gamma, beta=beta)
     eps = check_eps(eps)
     inputs = {"x": x, "gamma": gamma, "beta": beta}
-    out = c.output("out", out, x, x.shape, x.dtype, allow_same=(x,), **inputs)
+    out = c.output("out", out, x, x.shape, x.dtype, in_place_of=x, **inputs)
     mean = c.output("mean_out", mean_out, x, (n,), x.dtype, **inputs, out=out)
     rstd = c.output("rstd_out", rstd_out, x, (n,), x.dtype, **inputs, out=out, mean_out=mean)
     return eps, out, mean, rstd

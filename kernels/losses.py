@@ -35,7 +35,7 @@ def _validate(a_name: str, a: Any, b_name: str, b: Any, grad_out: Any, *, unit_t
         low, high = float(b.min()), float(b.max())
         if not (0.0 <= low and high <= 1.0):  # NaN fails too
             raise ValueError(f"{b_name} must lie in [0, 1], got values in [{low}, {high}]")
-    return c.output("grad_out", grad_out, a, a.shape, a.dtype, allow_same=(a,), **{a_name: a, b_name: b})
+    return c.output("grad_out", grad_out, a, a.shape, a.dtype, in_place_of=a, **{a_name: a, b_name: b})
 
 
 def _scalars(jit: Callable, exp: Callable, log1p: Callable, dtype: np.dtype) -> dict[int, Any]:

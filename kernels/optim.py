@@ -41,15 +41,16 @@ class _Plan(NamedTuple):
     scalars: tuple[Any, ...]  # grad_scale, l2, l1, decay, then the optimizer's own; of the arrays' dtype
 
 
+_LARGEST = {dtype: float(np.finfo(dtype).max) for dtype in c.FLOAT_DTYPES}
+
+
 def _plan(optimizer: str, flags: tuple[bool, ...], arrays: tuple[Any, ...], scalars: tuple[float, ...]) -> _Plan:
     """The plan with its host scalars cast to the arrays' dtype (so float32 maths stays float32),
     where they must still be finite (lr = 1e39 is a finite float64 but no float32)."""
     dtype = arrays[0].dtype
-    with np.errstate(over="ignore"):
-        typed = tuple(dtype.type(s) for s in scalars)
-    if not all(math.isfinite(s) for s in typed):
+    if any(abs(s) > _LARGEST[dtype] for s in scalars):
         raise ValueError(f"the hyper-parameters overflow {dtype} (step scalars {scalars})")
-    return _Plan(optimizer, flags, arrays, typed)
+    return _Plan(optimizer, flags, arrays, tuple(dtype.type(s) for s in scalars))
 
 
 # --------------------------------------------------------------------------- validation
@@ -188,9 +189,8 @@ def _run_ref(plan: _Plan) -> None:
 def _run_cpu(plan: _Plan) -> None:
     if c.is_device_array(plan.arrays[0]):
         raise TypeError("the cpu kernels take NumPy arrays; param is a device array (use the cuda kernels)")
-    n = plan.arrays[0].size
     kernel = m.cpu_kernel(plan.optimizer, plan.flags)
-    c.over_row_blocks(lambda s, e: kernel(tuple(a[s:e] for a in plan.arrays), plan.scalars), n, n)
+    c.over_row_blocks(lambda *arrays: kernel(arrays, plan.scalars), plan.arrays)
 
 
 def _run_cuda(plan: _Plan) -> None:

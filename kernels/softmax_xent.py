@@ -35,9 +35,23 @@ def _check_labels(logits: Any, labels: Any) -> None:
     if labels.dtype not in INDEX_DTYPES:
         raise TypeError(f"labels must be int32 or int64 class indices, got {labels.dtype}")
     c.check_same_kind("logits", logits, labels=labels)
-    low, high = int(labels.min()), int(labels.max())  # host syncs on a GPU: a bad label must never launch
-    if low < 0 or high >= k:
-        raise ValueError(f"labels must lie in [0, {k}) for logits with {k} classes, got {low if low < 0 else high}")
+    if isinstance(labels, np.ndarray):  # one compiled pass instead of two NumPy reductions
+        i = _first_outside(labels, k)
+        bad = None if i < 0 else int(labels[i])
+    else:  # host syncs on a GPU: a bad label must never launch
+        low, high = int(labels.min()), int(labels.max())
+        bad = low if low < 0 else high if high >= k else None
+    if bad is not None:
+        raise ValueError(f"labels must lie in [0, {k}) for logits with {k} classes, got {bad}")
+
+
+@njit(**c.NJIT_OPTIONS)
+def _first_outside(labels, k):
+    """Index of the first label outside [0, k), or -1."""
+    for i in range(labels.size):
+        if labels[i] < 0 or labels[i] >= k:
+            return i
+    return -1
 
 
 def _validate_xent(logits: Any, labels: Any, smoothing: float, dlogits_out: Any) -> tuple[float, Any]:
@@ -47,13 +61,13 @@ def _validate_xent(logits: Any, labels: Any, smoothing: float, dlogits_out: Any)
     _check_labels(logits, labels)
     smoothing = c.check_finite_scalar("smoothing", smoothing, low=0.0, high=1.0, high_open=True)
     dlogits = c.output("dlogits_out", dlogits_out, logits, logits.shape, logits.dtype,
-                       allow_same=(logits,), logits=logits, labels=labels)
+                       in_place_of=logits, logits=logits, labels=labels)
     return smoothing, dlogits
 
 
 def _validate_rows(x: Any, out: Any) -> Any:
     c.check_array("x", x, ndim=2)
-    return c.output("out", out, x, x.shape, x.dtype, allow_same=(x,), x=x)
+    return c.output("out", out, x, x.shape, x.dtype, in_place_of=x, x=x)
 
 
 # --------------------------------------------------------------------------- references
@@ -201,11 +215,9 @@ def softmax_xent_cpu(logits: Any, labels: Any, smoothing: float = 0.0, dlogits_o
     smoothing, dlogits = _validate_xent(logits, labels, smoothing, dlogits_out)
     kernels, n = _cpu_kernels(logits.dtype), logits.shape[0]
     if c.same_buffer(dlogits, logits):
-        parts = c.over_row_blocks(lambda s, e: kernels.xent_inplace(logits[s:e], labels[s:e], smoothing, n),
-                                  n, logits.size)
+        parts = c.over_row_blocks(kernels.xent_inplace, (logits, labels, smoothing, n), rows_in=(0, 1))
     else:
-        parts = c.over_row_blocks(lambda s, e: kernels.xent(logits[s:e], labels[s:e], smoothing, n, dlogits[s:e]),
-                                  n, logits.size)
+        parts = c.over_row_blocks(kernels.xent, (logits, labels, smoothing, n, dlogits), rows_in=(0, 1, 4))
     return np.asarray(math.fsum(parts), dtype=logits.dtype), dlogits
 
 
@@ -214,9 +226,9 @@ def _rows_cpu(x: Any, out: Any, log: bool) -> Any:
     if x.size:
         kernels = _cpu_kernels(x.dtype)
         if c.same_buffer(out, x):
-            c.over_row_blocks(lambda s, e: kernels.rows_inplace(x[s:e], log), len(x), x.size)
+            c.over_row_blocks(kernels.rows_inplace, (x, log), rows_in=(0,))
         else:
-            c.over_row_blocks(lambda s, e: kernels.rows(x[s:e], log, out[s:e]), len(x), x.size)
+            c.over_row_blocks(kernels.rows, (x, log, out), rows_in=(0, 2))
     return out
 
 

@@ -7,12 +7,20 @@ to ``gpudnn.kernels.<module>.<op>_<kernel_impl>``, so all backends share one sig
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import Any
 
 import numpy as np
 
 DEFAULT_DTYPE = np.dtype(np.float32)
+
+
+@functools.cache
+def _kernel_function(module: str, op: str, impl: str):
+    """``gpudnn.kernels.<module>.<op>_<impl>``, looked up once (ops run between GEMMs, where every
+    microsecond of Python shows)."""
+    return getattr(importlib.import_module(f"gpudnn.kernels.{module}"), f"{op}_{impl}")
 
 
 class Backend:
@@ -105,7 +113,7 @@ class Backend:
 
     def _kernel(self, module: str, op: str):
         self.launches += 1
-        return getattr(importlib.import_module(f"gpudnn.kernels.{module}"), f"{op}_{self.kernel_impl}")
+        return _kernel_function(module, op, self.kernel_impl)
 
     def bias_act(self, x: Any, b: Any, activation: str | int = "relu", alpha: float = 0.0,
                  out: Any = None, z_out: Any = None) -> Any:
