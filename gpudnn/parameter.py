@@ -10,7 +10,7 @@ zeros. That saves a pass over every gradient per step.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 
 class Parameter:
@@ -45,21 +45,24 @@ class Parameter:
     def zero_grad(self) -> None:
         self._stale = True
 
+    def grad_out(self, scratch: Callable[[], Any]) -> Any:
+        """Where the next gradient term should be computed: the gradient itself while it is stale
+        (``accumulate`` then has nothing to copy), else the buffer ``scratch()`` gives."""
+        return self._grad if self._stale else scratch()
+
     def accumulate(self, value: Any) -> None:
-        """grad += value (grad = value when stale)."""
+        """grad += value (grad = value when stale; nothing to copy when value is the gradient itself)."""
         if self._stale:
-            self._grad[...] = value
+            if value is not self._grad:
+                self._grad[...] = value
             self._stale = False
         else:
             self._grad += value
 
-    def accumulate_matmul(self, a: Any, b: Any, *, transpose_a: bool = False, scratch: Any = None) -> None:
+    def accumulate_matmul(self, a: Any, b: Any, *, transpose_a: bool = False,
+                          scratch: Callable[[], Any]) -> None:
         """grad += op(a) @ b, written straight into the gradient when it is stale (no temporary)."""
-        if self._stale:
-            self.backend.matmul(a, b, out=self._grad, transpose_a=transpose_a)
-            self._stale = False
-        else:
-            self._grad += self.backend.matmul(a, b, out=scratch, transpose_a=transpose_a)
+        self.accumulate(self.backend.matmul(a, b, out=self.grad_out(scratch), transpose_a=transpose_a))
 
 
 class Arena:

@@ -73,17 +73,23 @@ def test_dropout_gradient_uses_the_forward_mask(rng):
     np.testing.assert_allclose(layer(x), x)  # inference is the identity
 
 
-def test_gradients_accumulate_until_zeroed(rng):
-    model = gd.Sequential(gd.Dense(4, 3, dtype=np.float64))
+@pytest.mark.parametrize("norm", [gd.LayerNorm, gd.BatchNorm1d])
+def test_gradients_accumulate_until_zeroed(norm, rng):
+    # Every kind of parameter: weights (written by a GEMM), biases and norm scales/shifts (by fused kernels).
+    model = gd.Sequential(gd.Dense(4, 3, activation="tanh", dtype=np.float64), norm(3, dtype=np.float64),
+                          gd.Dense(3, 3, dtype=np.float64))
     x, y = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
     loss = gd.MSELoss()
     for _ in range(2):
         model.backward(loss(model.forward(x, train=True), y)[1])
-    twice = model.parameters()[0].grad.copy()
+    twice = [p.grad.copy() for p in model.parameters()]
     model.zero_grad()
-    np.testing.assert_array_equal(model.parameters()[0].grad, 0)
+    for p in model.parameters():
+        np.testing.assert_array_equal(p.grad, 0)
     model.backward(loss(model.forward(x, train=True), y)[1])
-    np.testing.assert_allclose(twice, 2 * model.parameters()[0].grad)
+    for p, total in zip(model.parameters(), twice):
+        assert np.any(p.grad != 0), p.name
+        np.testing.assert_allclose(total, 2 * p.grad, rtol=1e-12, err_msg=p.name)
 
 
 def test_parameter_names_and_state_dict_roundtrip(rng):
