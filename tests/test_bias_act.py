@@ -117,5 +117,12 @@ def test_bad_outputs_and_activation(impl):
     big = np.ones((12, 8), np.float32)
     with pytest.raises(ValueError, match="overlaps x"):
         fn(big[:6], b, "relu", out=big[3:9])
+    shared = np.ones(48, np.float32)
+    with pytest.raises(ValueError, match="out overlaps b"):
+        fn(x, shared[:8], "relu", out=shared.reshape(6, 8))
+    z = np.arange(48, dtype=np.float32).reshape(6, 8) - 20
+    expected = np.maximum(z + b, 0)
+    fn(z, b, "relu", out=z.view())  # another view of exactly x's memory: in place
+    np.testing.assert_array_equal(z, expected)
     with pytest.raises(ValueError, match="alpha must be finite"):
         fn(x, b, "leaky_relu", alpha=float("nan"))
