@@ -61,20 +61,29 @@ def _gemm_flops(batch: int, sizes: tuple[int, ...]) -> float:
     return forward_and_weight_grads + sum(2 * batch * a * c for a, c in pairs[1:])
 
 
-def _gemm_floor(xp: Any, batch: int, sizes: tuple[int, ...]):
+def _gemm_floor(b: Any, batch: int, sizes: tuple[int, ...]):
+    """The step's eight matrix products, on arrays laid out as the model's: weights and their
+    gradients are views into one flat buffer each (the optimizer's arena), the rest comes from
+    the backend like the layers' workspaces."""
     rng = np.random.default_rng(0)
-    acts = [xp.asarray(rng.standard_normal((batch, s)), dtype=np.float32) for s in sizes]
-    weights = [xp.asarray(rng.standard_normal((a, c)), dtype=np.float32) for a, c in zip(sizes, sizes[1:])]
-    grads = [xp.empty_like(w) for w in weights]
-    douts = [xp.empty_like(a) for a in acts]
+    shapes = list(zip(sizes, sizes[1:]))
+    ends = np.cumsum([a * c for a, c in shapes]).tolist()
+    flat_weights, flat_grads = b.empty((ends[-1],)), b.empty((ends[-1],))
+    weights = [flat_weights[e - a * c:e].reshape(a, c) for e, (a, c) in zip(ends, shapes)]
+    grads = [flat_grads[e - a * c:e].reshape(a, c) for e, (a, c) in zip(ends, shapes)]
+    for w in weights:
+        w[...] = b.asarray(rng.standard_normal(w.shape), dtype=np.float32)
+    acts = [b.asarray(rng.standard_normal((batch, s)), dtype=np.float32) for s in sizes]
+    douts = [b.empty(a.shape) for a in acts]
+    matmul = b.xp.matmul
 
     def gemms() -> None:
         for i, w in enumerate(weights):
-            xp.matmul(acts[i], w, out=acts[i + 1])
+            matmul(acts[i], w, out=acts[i + 1])
         for i in reversed(range(len(weights))):
-            xp.matmul(acts[i].T, acts[i + 1], out=grads[i])
+            matmul(acts[i].T, acts[i + 1], out=grads[i])
             if i > 0:
-                xp.matmul(acts[i + 1], weights[i].T, out=douts[i])
+                matmul(acts[i + 1], weights[i].T, out=douts[i])
 
     return gemms
 
@@ -113,8 +122,8 @@ def _optimizer_variants(opt: Any, b: Any) -> dict[str, Any]:
     """The step's Adam update alone (the fused kernel on the optimizer's arena) and a copy of as
     many bytes as it moves: reads param, grad, exp_avg, exp_avg_sq; writes param, exp_avg, exp_avg_sq."""
     arena, state = opt.arena, opt.state
-    src = b.xp.empty(7 * arena.data.size // 2, arena.data.dtype)
-    dst = b.xp.empty_like(src)
+    src = b.zeros((7 * arena.data.size // 2,), arena.data.dtype)
+    dst = b.zeros(src.shape, src.dtype)
     return {"adam": lambda: b.adam_(arena.data, arena.grad, state["exp_avg"], state["exp_avg_sq"], lr=1e-3, step=1),
             "copy": lambda: b.xp.copyto(dst, src)}, 7 * arena.data.nbytes
 
@@ -125,7 +134,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     rows = []
     step, b, opt = _gpudnn_step("numpy", 256, sizes)
     adam_variants, adam_bytes = _optimizer_variants(opt, b)
-    variants = {"gpudnn": step, "gemm_floor": _gemm_floor(np, 256, sizes)}
+    variants = {"gpudnn": step, "gemm_floor": _gemm_floor(b, 256, sizes)}
     torch = harness.optional_torch()
     threads = torch.get_num_threads() if torch else None
     before = b.launches
@@ -169,7 +178,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         sync = cupy.cuda.get_current_stream().synchronize
         for batch in (256, 4096):
             step, b, _ = _gpudnn_step("cupy", batch, sizes)
-            variants = {"gpudnn": step, "gemm_floor": _gemm_floor(cupy, batch, sizes),
+            variants = {"gpudnn": step, "gemm_floor": _gemm_floor(b, batch, sizes),
                         "torch": _torch_step("cuda", batch, sizes)}
             before = b.launches
             step()

@@ -91,6 +91,22 @@ def test_transfer_creation_and_matmul(rng):
         b.matmul(a, a)
 
 
+@pytest.mark.parametrize("shape, dtype", [((1024, 1025), np.float32), ((5, 7), np.float32), (1 << 20, np.float64)])
+def test_large_cpu_arrays_start_on_a_huge_page(shape, dtype):
+    from gpudnn.backend.numpy_backend import ALIGN_FROM, HUGE_PAGE
+
+    b = backend("numpy")
+    for make in (b.empty, b.zeros):
+        a = make(shape, dtype)
+        assert a.shape == np.empty(shape).shape and a.dtype == dtype
+        assert a.flags.c_contiguous and a.flags.writeable
+        if a.nbytes >= ALIGN_FROM:
+            assert a.ctypes.data % HUGE_PAGE == 0
+        a[...] = 1
+        assert a.sum() == a.size
+    assert not b.zeros(shape, dtype).any()
+
+
 def test_seed_reproduces_every_generator():
     gpudnn.seed(123)
     b = backend("numpy")
