@@ -144,11 +144,11 @@ class Dense(Layer):
         if dy.shape != saved.shape:
             raise ValueError(f"dy must have shape {tuple(saved.shape)} (the forward output), got {tuple(dy.shape)}")
         dz_out = dy if overwrite_dy and dy.dtype == saved.dtype else self.ws.get(b, "dz", dy.shape, dy.dtype)
-        db_scratch = lambda: self.ws.get(b, "db", (self.out_features,), dy.dtype)  # noqa: E731
+        db_scratch = self.ws.later(b, "db", (self.out_features,), dy.dtype)
         dz, db = b.bias_act_backward(
             dy, saved, self.code, self.alpha, from_output=self.code in FROM_OUTPUT,
             dz_out=dz_out, db_out=db_scratch() if self.b is None else self.b.grad_out(db_scratch))
-        self.W.accumulate_matmul(x, dz, transpose_a=True, scratch=lambda: self.ws.get(b, "dW", self.W.shape, dy.dtype))
+        self.W.accumulate_matmul(x, dz, transpose_a=True, scratch=self.ws.later(b, "dW", self.W.shape, dy.dtype))
         if self.b is not None:
             self.b.accumulate(db)
         if not self.needs_input_grad:

@@ -66,8 +66,8 @@ class _Norm(Layer):
         dtype = self.gamma.data.dtype
         dx, dgamma, dbeta = op(dy, x, self.gamma.data, mean, rstd,
                                dx_out=dy if overwrite_dy and dy.dtype == dtype else self.ws.get(b, "dx", dy.shape, dtype),
-                               dgamma_out=self.gamma.grad_out(lambda: self.ws.get(b, "dgamma", (self.num_features,), dtype)),
-                               dbeta_out=self.beta.grad_out(lambda: self.ws.get(b, "dbeta", (self.num_features,), dtype)))
+                               dgamma_out=self.gamma.grad_out(self.ws.later(b, "dgamma", (self.num_features,), dtype)),
+                               dbeta_out=self.beta.grad_out(self.ws.later(b, "dbeta", (self.num_features,), dtype)))
         self.gamma.accumulate(dgamma)
         self.beta.accumulate(dbeta)
         return dx
