@@ -74,6 +74,13 @@ class Layer:
             raise ValueError(f"{type(self).__name__} expects {width} input features, got x of shape {tuple(x.shape)}")
         return x
 
+    def _parameter_dtype(self, dtype: Any) -> np.dtype:
+        """The float dtype asked for the layer's parameters (None: the backend's default)."""
+        dtype = np.dtype(dtype or self.backend.dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        return dtype
+
     def _saved(self, value: Any) -> Any:
         if value is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward(x, train=True)")
@@ -96,9 +103,7 @@ class Dense(Layer):
         self.init = init or default_init(self.activation)
         if self.init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
-        dtype = np.dtype(dtype or self.backend.dtype)
-        if dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        dtype = self._parameter_dtype(dtype)
         w = initial_weights(self.backend, self.in_features, self.out_features, self.init, dtype)
         self.W = Parameter("W", w, self.backend)
         if not isinstance(bias, (bool, np.bool_)):

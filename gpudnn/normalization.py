@@ -24,16 +24,12 @@ from .parameter import Parameter
 class _Norm(Layer):
     """Shared parts: per-feature gamma/beta, width checks, workspaces for the saved statistics."""
 
-    kind = ""
-
     def __init__(self, num_features: int, eps: float = 1e-5, *, dtype: Any = None) -> None:
         super().__init__()
         self.num_features = _positive_int("num_features", num_features)
         self.in_features = self.out_features = self.num_features
         self.eps = check_finite_scalar("eps", eps, low=0, low_open=True)
-        dtype = np.dtype(dtype or self.backend.dtype)
-        if dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        dtype = self._parameter_dtype(dtype)
         self.gamma = Parameter("gamma", self.backend.asarray(np.ones(self.num_features), dtype=dtype), self.backend)
         self.beta = Parameter("beta", self.backend.zeros((self.num_features,), dtype), self.backend)
         self._params = {"gamma": self.gamma, "beta": self.beta}
