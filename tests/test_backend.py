@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -105,6 +106,16 @@ def test_large_cpu_arrays_start_on_a_huge_page(shape, dtype):
         a[...] = 1
         assert a.sum() == a.size
     assert not b.zeros(shape, dtype).any()
+
+
+@pytest.mark.parametrize("shape", [2.5, (-1,), (3, "a"), "big"])
+def test_cpu_allocation_of_a_bad_shape_gets_numpys_error(shape):
+    b = backend("numpy")
+    for make, numpy_make in ((b.empty, np.empty), (b.zeros, np.zeros)):
+        with pytest.raises((TypeError, ValueError)) as expected:
+            numpy_make(shape, np.float32)
+        with pytest.raises(type(expected.value), match=re.escape(str(expected.value))):
+            make(shape)
 
 
 def test_seed_reproduces_every_generator():
