@@ -1,4 +1,4 @@
-"""PCA benchmark: gpudnn.pca.PCA against scikit-learn (and torch's covariance route) on the same data.
+"""PCA benchmark: gpudnn.PCA against scikit-learn (and torch's covariance route) on the same data.
 
 Rows (CPU): fit of X (n x 784 float32, rank-40 signal plus noise, offset columns) with 50
 components for gpudnn (auto = covariance_eigh here), scikit-learn auto and scikit-learn
@@ -58,7 +58,7 @@ def settled(variants: dict[str, Callable[[], Any]], rounds: int, gap_s: float = 
 
 def cpu_rows(n: int, rounds: int) -> list[dict[str, Any]]:
     import gpudnn
-    from gpudnn.pca import PCA
+    from gpudnn.decomposition.pca import PCA
     from sklearn.decomposition import PCA as SkPCA
 
     X = make_data(n)
@@ -149,7 +149,7 @@ def gpu_rows(n: int) -> list[dict[str, Any]]:
         print(f"GPU section skipped: {why}")
         return []
     import cupy
-    from gpudnn.pca import PCA
+    from gpudnn.decomposition.pca import PCA
     from sklearn.decomposition import PCA as SkPCA
 
     X = make_data(n)

@@ -12,19 +12,14 @@ from .backend import (
     set_backend,
     use_backend,
 )
-from .autoencoder import Autoencoder
 from .backend import free_memory
-from .io import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from .layers import Activation, Dense, Dropout, Layer
-from .losses import BinaryCrossEntropy, MSELoss, SoftmaxCrossEntropy
-from .model import Sequential
-from .normalization import BatchNorm1d, LayerNorm
-from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
-from .parameter import Parameter
-from .pca import PCA
-from .precompile import precompile
-from .schedules import Constant, Cosine, StepDecay, WarmUp
-from .train import DeviceMemoryError, EarlyStopping, History, NonFiniteError, evaluate, fit, predict
+from .backend.precompile import precompile
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from .decomposition import PCA, Autoencoder
+from .nn import (Activation, BatchNorm1d, BinaryCrossEntropy, Dense, Dropout, Layer, LayerNorm, MSELoss, Parameter,
+                 Sequential, SoftmaxCrossEntropy)
+from .optim import SGD, Adam, AdamW, Constant, Cosine, Optimizer, RMSprop, StepDecay, WarmUp
+from .training import DeviceMemoryError, EarlyStopping, History, NonFiniteError, evaluate, fit, predict
 
 __version__ = "0.1.0"
 

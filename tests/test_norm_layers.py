@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import gpudnn as gd
-from gpudnn.jobs import build_mlp
+from gpudnn.cli.train import build_mlp
 from tests.test_layers import check_model_gradients
 
 

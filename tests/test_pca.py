@@ -1,4 +1,4 @@
-"""gpudnn.pca.PCA against scikit-learn's PCA (the reference), on random and real (digits) data."""
+"""gpudnn.PCA against scikit-learn's PCA (the reference), on random and real (digits) data."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sklearn.decomposition import PCA as SkPCA  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402  (a scikit-learn dependency)
 
 import gpudnn  # noqa: E402
-from gpudnn.pca import PCA, NotFittedError  # noqa: E402
+from gpudnn.decomposition.pca import PCA, NotFittedError  # noqa: E402
 
 SOLVERS = ["full", "covariance_eigh", "randomized"]
 ATTRS = ["components_", "explained_variance_", "explained_variance_ratio_", "singular_values_", "mean_"]
@@ -126,7 +126,7 @@ def test_digits_mle_and_auto(digits):
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_xp_linalg_path(rng, monkeypatch, solver):
     """Without SciPy's extras (the path CuPy takes): xp.linalg QR, SVD and full eigh give the same model."""
-    import gpudnn.pca as pca
+    import gpudnn.decomposition.pca as pca
 
     monkeypatch.setattr(pca, "_host_linalg", lambda xp: None)
     X = low_rank(rng, n=211, d=31)

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .backend import get_backend
-from .data import load_dataset, standardize
+from ..backend import get_backend
+from ..data import load_dataset, standardize
 
 
 def _reconstruction_mse(X: np.ndarray, X_hat: np.ndarray) -> float:
@@ -20,7 +20,7 @@ def _reconstruction_mse(X: np.ndarray, X_hat: np.ndarray) -> float:
 def pca_job(*, dataset: str = "digits", components: int = 2, whiten: bool = False, plot: str | None = None,
             seed: int = 0) -> dict[str, Any]:
     """Fit PCA on a dataset's samples; print explained variance; optionally scatter the first two components."""
-    from .pca import PCA
+    from ..decomposition.pca import PCA
 
     data = load_dataset(dataset, seed=seed)
     X = np.concatenate([data.X_train, data.X_test])
@@ -50,13 +50,13 @@ def autoencoder_job(*, dataset: str = "digits", latent: int = 2, hidden: str = "
                     lr: float = 2e-3, batch_size: int = 64, plot: str | None = None, seed: int = 0,
                     quiet: bool = False) -> dict[str, Any]:
     """Train an autoencoder with MSE and compare its test reconstruction error with PCA's at the same size."""
-    from . import backend as backend_module
-    from .autoencoder import Autoencoder
-    from .jobs import parse_hidden
-    from .losses import MSELoss
-    from .optimizers import Adam
-    from .pca import PCA
-    from .train import fit, predict
+    from .. import backend as backend_module
+    from ..decomposition.autoencoder import Autoencoder
+    from .train import parse_hidden
+    from ..nn.losses import MSELoss
+    from ..optim.optimizers import Adam
+    from ..decomposition.pca import PCA
+    from ..training.loop import fit, predict
 
     backend_module.seed(seed)
     data = load_dataset(dataset, seed=seed)

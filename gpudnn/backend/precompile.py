@@ -11,7 +11,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .backend import ACTIVATION_NAMES, FROM_OUTPUT, get_backend
+from ..kernels.activations import FROM_OUTPUT, NAMES as ACTIVATION_NAMES
+from .select import get_backend
 
 
 def precompile(dtypes: Iterable[Any] = ("float32",), backend: Any = None, verbose: bool = False) -> int:

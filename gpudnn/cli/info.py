@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata as md
 import platform
 
-from .backend import get_backend, selection_reason
+from ..backend import get_backend, selection_reason
 
 
 def _version(*dists: str) -> str:

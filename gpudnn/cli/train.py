@@ -14,16 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from .backend import get_backend, selection_reason
-from .data import load_dataset, standardize
-from .init import default_init
-from .io import atomic_write, load_checkpoint, save_checkpoint
-from .layers import Activation, Dense, Dropout
-from .losses import LOSSES, SoftmaxCrossEntropy
-from .model import Sequential
-from .normalization import BatchNorm1d, LayerNorm
-from .optimizers import OPTIMIZERS
-from .train import evaluate, fit, predict
+from ..backend import get_backend, selection_reason
+from ..data import load_dataset, standardize
+from ..nn.initializers import default_init
+from ..checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from ..nn.layers import Activation, Dense, Dropout
+from ..nn.losses import LOSSES, SoftmaxCrossEntropy
+from ..nn.sequential import Sequential
+from ..nn.normalization import BatchNorm1d, LayerNorm
+from ..optim.optimizers import OPTIMIZERS
+from ..training.loop import evaluate, fit, predict
 
 
 class UsageError(Exception):
@@ -82,8 +82,8 @@ def train_job(*, dataset: str = "digits", hidden: str = "256,128", activation: s
               resume: str | None = None, plot: str | None = None, metrics_json: str | None = None,
               on_nonfinite: str = "raise", quiet: bool = False) -> dict[str, Any]:
     """Train an MLP classifier on a dataset and report test accuracy, wall time and backend."""
-    from . import backend as backend_module
-    from .train import EarlyStopping
+    from .. import backend as backend_module
+    from ..training.loop import EarlyStopping
 
     started = time.perf_counter()
     backend_module.seed(seed)
@@ -148,7 +148,7 @@ def train_job(*, dataset: str = "digits", hidden: str = "256,128", activation: s
     print(f"wall time {wall:.1f} s  backend {b.name} ({selection_reason(b)})")
     if plot:
         from .plots import training_curves
-        from .train import History
+        from ..training.loop import History
 
         training_curves(History(epochs=epochs_log), plot, title=f"gpudnn MLP on {dataset}")
         print(f"curves written to {plot}")
@@ -186,7 +186,7 @@ def evaluate_job(*, model: str, dataset: str | None = None, label: str | None = 
 
 def predict_job(*, model: str, input: str, output: str | None = None, label: str | None = None) -> np.ndarray:
     """Class predictions of a saved model for the samples in a file (.npz X, .csv, .npy)."""
-    from .data import load_features
+    from ..data import load_features
 
     ckpt = load_checkpoint(model, restore_rng=False)
     extra = ckpt.extra

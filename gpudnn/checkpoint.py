@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from .autoencoder import Autoencoder
-from .model import Sequential
-from .optimizers import OPTIMIZERS, Optimizer
+from .decomposition.autoencoder import Autoencoder
+from .nn.sequential import Sequential
+from .optim.optimizers import OPTIMIZERS, Optimizer
 
 MODEL_TYPES = {"Sequential": Sequential, "Autoencoder": Autoencoder}
 FORMAT = "gpudnn-checkpoint"

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .backend import KINDS, BackendUnavailableError
+from ..backend import KINDS, BackendUnavailableError
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
@@ -25,7 +25,7 @@ def _cmd_info(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from .jobs import train_job
+    from .train import train_job
 
     train_job(dataset=args.dataset, hidden=args.hidden, activation=args.activation, dropout=args.dropout, norm=args.norm,
               optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, l1=args.l1,
@@ -35,34 +35,34 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from .jobs import evaluate_job
+    from .train import evaluate_job
 
     evaluate_job(model=args.model, dataset=args.dataset, label=args.label, split=args.split)
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
-    from .jobs import predict_job
+    from .train import predict_job
 
     predict_job(model=args.model, input=args.input, output=args.output, label=args.label)
 
 
 def _cmd_pca(args: argparse.Namespace) -> None:
-    from .reduce_jobs import pca_job
+    from .decomposition import pca_job
 
     pca_job(dataset=args.dataset, components=args.components, whiten=args.whiten, plot=args.plot, seed=args.seed)
 
 
 def _cmd_autoencoder(args: argparse.Namespace) -> None:
-    from .reduce_jobs import autoencoder_job
+    from .decomposition import autoencoder_job
 
     autoencoder_job(dataset=args.dataset, latent=args.latent, hidden=args.hidden, epochs=args.epochs,
                     lr=args.lr, batch_size=args.batch_size, plot=args.plot, seed=args.seed, quiet=args.quiet)
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     if not (root / "benchmarks" / "harness.py").is_file():
-        from .jobs import UsageError
+        from .train import UsageError
 
         raise UsageError("the benchmarks ship with the source checkout: run `gpudnn bench` from a clone of gpudnn")
     sys.path.insert(0, str(root))
@@ -169,13 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .jobs import UsageError
-    from .train import NonFiniteError
+    from .train import UsageError
+    from ..training.loop import NonFiniteError
 
     args = build_parser().parse_args(argv)
     try:
         if args.backend:
-            from .backend import set_backend
+            from ..backend import set_backend
 
             set_backend(args.backend)
         args.run(args)

@@ -13,9 +13,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .backend import ACTIVATION_NAMES as NAMES
-from .backend import FROM_OUTPUT, activation_code, check_finite_scalar, get_backend
-from .init import INITS, default_init, initial_weights
+from ..backend import ACTIVATION_NAMES as NAMES
+from ..backend import FROM_OUTPUT, activation_code, check_finite_scalar, get_backend
+from .initializers import INITS, default_init, initial_weights
 from .parameter import Parameter
 from .workspace import Workspace
 

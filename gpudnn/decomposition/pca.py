@@ -56,8 +56,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .backend import get_backend
-from .backend.base import Backend
+from ..backend import get_backend
+from ..backend.base import Backend
 
 _SOLVERS = ("auto", "full", "covariance_eigh", "randomized")
 _PARAMS = ("n_components", "copy", "whiten", "svd_solver", "iterated_power", "n_oversamples", "random_state")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .layers import Dense
-from .model import Sequential
+from ..nn.layers import Dense
+from ..nn.sequential import Sequential
 
 
 class Autoencoder(Sequential):

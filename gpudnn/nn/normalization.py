@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import check_finite_scalar
+from ..backend import check_finite_scalar
 from .layers import Layer, _positive_int
 from .parameter import Parameter
 

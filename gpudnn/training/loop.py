@@ -16,12 +16,12 @@ from typing import Any, Callable, TextIO
 
 import numpy as np
 
-from .losses import Loss
-from .model import Sequential
-from .optimizers import Optimizer
+from ..nn.losses import Loss
+from ..nn.sequential import Sequential
+from ..optim.optimizers import Optimizer
 from .progress import ProgressBar
-from .schedules import Schedule
-from .workspace import Workspace
+from ..optim.schedules import Schedule
+from ..nn.workspace import Workspace
 
 
 class NonFiniteError(FloatingPointError):

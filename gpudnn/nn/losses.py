@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import get_backend
+from ..backend import get_backend
 from .workspace import Workspace
 
 

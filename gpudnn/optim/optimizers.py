@@ -18,8 +18,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .backend import check_finite_scalar
-from .parameter import Arena, Parameter, pack
+from ..backend import check_finite_scalar
+from ..nn.parameter import Arena, Parameter, pack
 
 
 def _nonneg(name: str, value: Any, *, upper: float | None = None, upper_open: bool = False) -> float:
