@@ -1,22 +1,41 @@
-"""Plumbing shared by every kernel wrapper: argument checks, output allocation and CUDA launches.
+"""Plumbing shared by every kernel module: the three-ways shape of an op, argument checks, output
+allocation, and how CPU kernels run and CUDA kernels launch.
 
-Wrappers validate everything here, in Python, before any kernel runs: a bad argument raises
+An op's plan validates everything here, in Python, before any kernel runs: a bad argument raises
 ``TypeError``/``ValueError`` naming it, and never reaches a kernel that could write out of bounds.
 Nothing in this module imports numba or CuPy at import time.
+
+In place. An op may write its output over its input (``out=x``). Each side has one way to do it:
+
+- CPU: ``run_cpu`` passes an array that fills two roles once and binds it to both inside compiled
+  code (``cpu_kernel``). As two arguments, LLVM could not prove that they do not partly overlap;
+  its run-time overlap check fails for the same array and the loop runs scalar (7x slower for
+  sigmoid).
+- CUDA: an output that may be its input comes after it in the kernel's argument list, and each
+  element is read before it is written, by the thread that writes it. numba-cuda's simulator copies
+  every array argument in and back in argument order, so the output's copy-back lands last.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import math
+import numbers
 import os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, NamedTuple, TypeVar
 
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 T = TypeVar("T")
+P = TypeVar("P")
+
+# Kernel launches so far, by implementation: "cpu" (calls of compiled CPU kernels, one per block of
+# rows where an op splits) and "cuda" (kernel launches). Read through Backend.launches.
+LAUNCHES: Counter[str] = Counter()
 
 # numba.njit options shared by the CPU kernels. Single-threaded on purpose: parallel Numba
 # kernels between multi-threaded BLAS calls fight over the cores (measured 3x slower steps).
@@ -63,11 +82,6 @@ def _address_span(a: Any) -> tuple[int, int]:
     else:
         start = a.__cuda_array_interface__["data"][0]
     return start, start + a.nbytes
-
-
-def same_buffer(a: Any, b: Any) -> bool:
-    """True when two arrays start at the same address (an op asked to run in place)."""
-    return _address_span(a)[0] == _address_span(b)[0]
 
 
 def check_array(
@@ -130,25 +144,26 @@ def output(
     """Validate a caller-supplied output (shape, dtype, contiguity, no aliasing) or allocate one.
 
     ``given`` may be the input ``in_place_of`` (an elementwise op run in place); it must not
-    overlap any other of ``inputs``.
+    overlap any other of ``inputs``. Another view of exactly ``in_place_of``'s memory counts as
+    ``in_place_of`` itself and is returned as it, so "in place" is always ``out is x``.
     """
     if given is None:
         return array_module(like).empty(shape, dtype=dtype)
     check_array(name, given, shape=shape, dtype=dtype)
     check_same_kind("the inputs", like, **{name: given})
     check_no_overlap(name, given, in_place_of, **inputs)
-    return given
+    if given is in_place_of or in_place_of is None or not _overlap(given, in_place_of):
+        return given
+    return in_place_of  # the one overlap check_no_overlap lets through: exactly its memory
 
 
 def check_finite_scalar(name: str, value: float, *, low: float | None = None, high: float | None = None,
                         low_open: bool = False, high_open: bool = False) -> float:
-    """A finite Python float within [low, high] (ends open where stated); bools are refused."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a real number, got bool")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
+    """A finite real (Python or NumPy; not a bool or a string) within [low, high] (ends open where
+    stated), as a Python float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    v = float(value)
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {v}")
     if low is not None and (v < low or (low_open and v == low)):
@@ -158,7 +173,72 @@ def check_finite_scalar(name: str, value: float, *, low: float | None = None, hi
     return v
 
 
-# --------------------------------------------------------------------------- CPU threads
+# --------------------------------------------------------------------------- one op, three ways
+
+
+class Op(NamedTuple):
+    """An op three ways with one signature and docstring; a Backend calls the one it serves."""
+
+    ref: Callable[..., Any]
+    cpu: Callable[..., Any]
+    cuda: Callable[..., Any]
+
+
+_IMPLEMENTATIONS = {
+    "ref": "plain NumPy/CuPy array code (the oracle).",
+    "cpu": "Numba CPU kernels on NumPy arrays.",
+    "cuda": "numba.cuda kernels on CuPy's current stream (NumPy arrays under the simulator).",
+}
+
+
+def three_ways(name: str, plan: Callable[..., P], ref: Callable[[P], Any], cpu: Callable[[P], Any],
+               cuda: Callable[[P], Any]) -> Op:
+    """The op ``name`` as ``name_ref``, ``name_cpu`` and ``name_cuda``.
+
+    Each validates its arguments with ``plan(*args, **kwargs)``, which raises before anything runs
+    and returns everything the runners need, and hands that plan to its runner. All three take the
+    signature and docstring of ``plan``. The cpu variant refuses device arrays, the cuda variant host
+    arrays when a real GPU runs it (the first argument decides; the plan checks that the others agree).
+    """
+    first = next(iter(inspect.signature(plan).parameters))
+
+    def make(impl: str, run: Callable[[P], Any], refuse: Callable[[Any], str | None]) -> Callable[..., Any]:
+        def op(*args: Any, **kwargs: Any) -> Any:
+            if args and (wrong := refuse(args[0])):
+                raise TypeError(f"{name}_{impl} takes {wrong}; {first} is a {type(args[0]).__module__}."
+                                f"{type(args[0]).__name__}")
+            return run(plan(*args, **kwargs))
+
+        op.__name__ = op.__qualname__ = f"{name}_{impl}"
+        op.__doc__ = f"{plan.__doc__}\n    Implementation: {_IMPLEMENTATIONS[impl]}\n"
+        op.__signature__ = inspect.signature(plan)  # type: ignore[attr-defined]
+        return op
+
+    def anything(a: Any) -> None:
+        return None
+
+    def host_only(a: Any) -> str | None:
+        return "NumPy arrays (use the cuda kernels for device arrays)" if is_device_array(a) else None
+
+    def device_only(a: Any) -> str | None:
+        if isinstance(a, np.ndarray) and not simulator_enabled():
+            return "CuPy arrays on a GPU (use the cpu kernels for NumPy arrays)"
+        return None
+
+    return Op(make("ref", ref, anything), make("cpu", cpu, host_only), make("cuda", cuda, device_only))
+
+
+class OpTable(dict[str, Op]):
+    """A kernel module's ops by name (its ``OPS``), which the Backend reads."""
+
+    def add(self, name: str, plan: Callable[..., P], ref: Callable[[P], Any], cpu: Callable[[P], Any],
+            cuda: Callable[[P], Any]) -> Op:
+        """Make the op ``name`` three ways (see three_ways), enter it in the table and return it."""
+        self[name] = three_ways(name, plan, ref, cpu, cuda)
+        return self[name]
+
+
+# --------------------------------------------------------------------------- CPU kernels
 
 
 def cpu_threads() -> int:
@@ -183,6 +263,46 @@ def row_ranges(rows: int, elements: int) -> list[tuple[int, int]]:
     return list(zip(bounds, bounds[1:]))
 
 
+@functools.cache
+def cpu_kernel(body: Callable[..., Any], arity: int, bound: tuple[tuple[int, int], ...] = ()) -> Callable[..., Any]:
+    """``body`` (an ``@njit(inline="always")`` function of ``arity`` arguments) compiled as a kernel
+    with the same arguments, where each ``(i, j)`` in ``bound`` makes argument i the array passed as
+    argument j (argument i is then ignored): the module docstring's in-place idiom. The wrapper is
+    written out as source because a Numba function needs a fixed list of parameters."""
+    from numba import njit
+
+    params = [f"a{i}" for i in range(arity)]
+    passed = list(params)
+    for i, j in bound:
+        passed[i] = params[j]
+    namespace = {"body": body}
+    exec(f"def kernel({', '.join(params)}):\n    return body({', '.join(passed)})\n", namespace)
+    return njit(**NJIT_OPTIONS)(namespace["kernel"])
+
+
+def cpu_kernel_for(body: Callable[..., Any], args: tuple[Any, ...]) -> Callable[..., Any]:
+    """cpu_kernel of ``body`` for a call with ``args``: an array passed in several roles is bound once."""
+    first_at: dict[int, int] = {}
+    bound = []
+    for i, a in enumerate(args):
+        if isinstance(a, np.ndarray) and (j := first_at.setdefault(id(a), i)) != i:
+            bound.append((i, j))
+    return cpu_kernel(body, len(args), tuple(bound))
+
+
+def run_cpu(body: Callable[..., T], args: tuple[Any, ...], rows_in: tuple[int, ...] | None = None) -> list[T]:
+    """``body(*args)`` compiled for these arguments (cpu_kernel_for); returns the results in row order.
+
+    ``rows_in``: for ops whose rows are independent, the positions of the arrays indexed by row, which
+    over_row_blocks shares across the cores when they are large; None: one call on this thread.
+    """
+    kernel = cpu_kernel_for(body, args)
+    if rows_in is None:
+        LAUNCHES["cpu"] += 1
+        return [kernel(*args)]
+    return over_row_blocks(kernel, args, rows_in)
+
+
 def over_row_blocks(fn: Callable[..., T], args: tuple[Any, ...], rows_in: tuple[int, ...] | None = None) -> list[T]:
     """``fn(*args)`` (a nogil Numba kernel call) over all rows of the row-indexed ``args``.
 
@@ -195,12 +315,14 @@ def over_row_blocks(fn: Callable[..., T], args: tuple[Any, ...], rows_in: tuple[
     positions = range(len(args)) if rows_in is None else rows_in
     lead = args[positions[0]]
     if lead.size < PARALLEL_MIN_ELEMENTS:
+        LAUNCHES["cpu"] += 1
         return [fn(*args)]
 
     def block(start: int, stop: int) -> T:
         return fn(*(a[start:stop] if i in positions else a for i, a in enumerate(args)))
 
     (first, *rest) = row_ranges(lead.shape[0], lead.size)
+    LAUNCHES["cpu"] += 1 + len(rest)
     futures = [_pool(len(rest)).submit(block, *bounds) for bounds in rest]
     try:
         results = [block(*first)]
@@ -246,6 +368,14 @@ def current_stream():
 
     ptr = cupy.cuda.get_current_stream().ptr
     return _external_stream(ptr) if ptr else 0
+
+
+def launch(kernel: Any, grid: Any, block: Any, *args: Any) -> None:
+    """``kernel[grid, block, stream](*args)`` on CuPy's current stream, device arrays passed
+    through cuda_args. Outputs that may be their inputs come after them in ``args`` (see the module
+    docstring)."""
+    LAUNCHES["cuda"] += 1
+    kernel[grid, block, current_stream()](*cuda_args(*args))
 
 
 def grid_1d(n: int, block: int = CUDA_BLOCK) -> tuple[int, int]:

@@ -2,8 +2,8 @@
 
 Both backwards take ``(dy, x, gamma, mean, rstd)`` with the saved statistics per row (LayerNorm) or per
 column (BatchNorm) and return ``(dx, dgamma, dbeta)`` with dgamma_j = sum_i dy_ij xhat_ij and
-dbeta_j = sum_i dy_ij. Here: their validation, the CPU wrapper, and on CUDA everything but the dx kernel:
-the (2, m) accumulator and the column-strip kernel that sums dgamma and dbeta into it.
+dbeta_j = sum_i dy_ij. Here: their plans, and on CUDA everything but the dx kernel: the (2, m)
+accumulator and the column-strip kernel that sums dgamma and dbeta into it.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import functools
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
-from numba import cuda, njit
+from numba import cuda
 
 from . import _common as c
-from ._column_sum import column_adder
+from ._reductions import column_adder
 
 # --------------------------------------------------------------------------- validation
 
@@ -32,10 +32,48 @@ def check_eps(eps: float) -> float:
     return c.check_finite_scalar("eps", eps, low=0.0, low_open=True)
 
 
-def validate_backward(dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, dx_out: Any, dgamma_out: Any,
-                      dbeta_out: Any, stats_per_row: bool) -> tuple[Any, Any, Any]:
-    """Check the backward's arguments (mean, rstd: (n,) when ``stats_per_row``, else (m,)); returns
-    the outputs ``(dx, dgamma, dbeta)``, allocated where None. dx may be dy, nothing else may overlap."""
+class ForwardPlan(NamedTuple):
+    x: Any
+    gamma: Any
+    beta: Any
+    eps: float
+    out: Any
+    mean: Any
+    rstd: Any
+
+
+def forward_plan(x: Any, gamma: Any, beta: Any, eps: float, out: Any, mean_out: Any, rstd_out: Any,
+                 stats_per_row: bool, **more_inputs: Any) -> ForwardPlan:
+    """Check a forward's arguments: x (n, m), gamma and beta (m,), eps > 0; the outputs out (n, m) and
+    mean, rstd ((n,) when ``stats_per_row``, else (m,)) are allocated where None. out may be x; no
+    output may overlap x, gamma, beta or ``more_inputs``."""
+    c.check_array("x", x, ndim=2)
+    n, m = x.shape
+    check_vectors("x", x, m, gamma=gamma, beta=beta)
+    eps = check_eps(eps)
+    inputs = {"x": x, "gamma": gamma, "beta": beta, **more_inputs}
+    stats = (n if stats_per_row else m,)
+    out = c.output("out", out, x, x.shape, x.dtype, in_place_of=x, **inputs)
+    mean = c.output("mean_out", mean_out, x, stats, x.dtype, **inputs, out=out)
+    rstd = c.output("rstd_out", rstd_out, x, stats, x.dtype, **inputs, out=out, mean_out=mean)
+    return ForwardPlan(x, gamma, beta, eps, out, mean, rstd)
+
+
+class BackwardPlan(NamedTuple):
+    dy: Any
+    x: Any
+    gamma: Any
+    mean: Any
+    rstd: Any
+    dx: Any
+    dgamma: Any
+    dbeta: Any
+
+
+def backward_plan(dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, dx_out: Any, dgamma_out: Any,
+                  dbeta_out: Any, stats_per_row: bool) -> BackwardPlan:
+    """Check the backward's arguments (mean, rstd: (n,) when ``stats_per_row``, else (m,)); the outputs
+    are allocated where None. dx may be dy, nothing else may overlap."""
     c.check_array("dy", dy, ndim=2)
     c.check_array("x", x, shape=dy.shape, dtype=dy.dtype)
     c.check_same_kind("dy", dy, x=x)
@@ -46,34 +84,19 @@ def validate_backward(dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, dx_out:
     dx = c.output("dx_out", dx_out, dy, dy.shape, dy.dtype, in_place_of=dy, **inputs)
     dgamma = c.output("dgamma_out", dgamma_out, dy, (m,), dy.dtype, **inputs, dx_out=dx)
     dbeta = c.output("dbeta_out", dbeta_out, dy, (m,), dy.dtype, **inputs, dx_out=dx, dgamma_out=dgamma)
-    return dx, dgamma, dbeta
+    return BackwardPlan(dy, x, gamma, mean, rstd, dx, dgamma, dbeta)
 
 
-# --------------------------------------------------------------------------- CPU
+def results(p: ForwardPlan | BackwardPlan) -> tuple[Any, Any, Any]:
+    """What the op returns: ``(out, mean, rstd)`` or ``(dx, dgamma, dbeta)``."""
+    return (p.out, p.mean, p.rstd) if isinstance(p, ForwardPlan) else (p.dx, p.dgamma, p.dbeta)
 
 
-class CpuKernels(NamedTuple):
-    """A norm's compiled CPU kernels for one dtype. Each entry is a pair: [0] with separate output
-    arrays, [1] with the output bound to its input in compiled code (out=x, dx=dy: passed as two
-    arguments, one array fails LLVM's run-time overlap check and the loops run scalar)."""
-    forward: tuple[Any, Any]
-    backward: tuple[Any, Any]  # (dy, x, gamma, mean, rstd, dx, dgamma, dbeta)
-
-
-def backward_pair(body: Any) -> tuple[Any, Any]:
-    """CpuKernels.backward: ``body(dy, x, gamma, mean, rstd, dx, dgamma, dbeta)``, an inlined @njit
-    function, compiled as is and with dx bound to dy."""
-    jit = njit(**c.NJIT_OPTIONS)
-    return (jit(lambda dy, x, g, mu, r, dx, dg, db: body(dy, x, g, mu, r, dx, dg, db)),
-            jit(lambda dy, x, g, mu, r, dx, dg, db: body(dy, x, g, mu, r, dy, dg, db)))
-
-
-def cpu_backward(kernels: Callable[[np.dtype], CpuKernels], stats_per_row: bool, dy: Any, x: Any, gamma: Any,
-                 mean: Any, rstd: Any, dx_out: Any, dgamma_out: Any, dbeta_out: Any) -> tuple[Any, Any, Any]:
-    """A norm's ``*_backward_cpu``: validation, then its compiled backward from ``kernels(dtype)``."""
-    dx, dgamma, dbeta = validate_backward(dy, x, gamma, mean, rstd, dx_out, dgamma_out, dbeta_out, stats_per_row)
-    kernels(x.dtype).backward[c.same_buffer(dx, dy)](dy, x, gamma, mean, rstd, dx, dgamma, dbeta)
-    return dx, dgamma, dbeta
+def zero_parameter_grads(p: BackwardPlan) -> tuple[Any, Any, Any]:
+    """The results of a backward over no rows: dgamma = dbeta = 0."""
+    p.dgamma.fill(0)
+    p.dbeta.fill(0)
+    return results(p)
 
 
 # --------------------------------------------------------------------------- CUDA
@@ -115,23 +138,16 @@ def _dgamma_dbeta_kernel(dtype: np.dtype, tile: tuple[int, int], stats_per_row: 
     return dgamma_dbeta
 
 
-def cuda_backward(launch_dx: Callable[..., None], stats_per_row: bool, dy: Any, x: Any, gamma: Any, mean: Any,
-                  rstd: Any, dx_out: Any, dgamma_out: Any, dbeta_out: Any) -> tuple[Any, Any, Any]:
-    """A norm's ``*_backward_cuda``, 3 launches on CuPy's current stream: zeroing of a (2, m)
-    accumulator, the column sums of dgamma and dbeta into it (one atomic per column and block), then
-    ``launch_dx(stream, dy, x, gamma, mean, rstd, acc, dx, dgamma, dbeta)`` (kernel arguments), whose
-    kernel computes dx and copies dgamma = acc[0] and dbeta = acc[1] out."""
-    dx, dgamma, dbeta = validate_backward(dy, x, gamma, mean, rstd, dx_out, dgamma_out, dbeta_out, stats_per_row)
-    n, m = dy.shape
-    if dy.size == 0:
-        dgamma.fill(0)
-        dbeta.fill(0)
-        return dx, dgamma, dbeta
-    stream = c.current_stream()
-    acc = c.array_module(dy).zeros((2, m), dy.dtype)
-    dyd, xd, gd, md, rd, ad, dxd, dgd, dbd = c.cuda_args(dy, x, gamma, mean, rstd, acc, dx, dgamma, dbeta)
-    grid, tile = c.column_launch(n, m)
+def cuda_backward(launch_dx: Callable[[BackwardPlan, Any], None], stats_per_row: bool,
+                  p: BackwardPlan) -> tuple[Any, Any, Any]:
+    """A norm's backward on CUDA, 3 launches: zeroing of a (2, m) accumulator, the column sums of
+    dgamma and dbeta into it (one atomic per column and block), then ``launch_dx(p, acc)``, whose kernel
+    computes dx and copies dgamma = acc[0] and dbeta = acc[1] out."""
+    if p.dy.size == 0:
+        return zero_parameter_grads(p)
+    acc = c.array_module(p.dy).zeros((2, p.dy.shape[1]), p.dy.dtype)
+    grid, tile = c.column_launch(*p.dy.shape)
     # Column sums first: with dx_out=dy the dx kernel writes over dy.
-    _dgamma_dbeta_kernel(dy.dtype, tile, stats_per_row)[grid, tile, stream](dyd, xd, md, rd, ad)
-    launch_dx(stream, dyd, xd, gd, md, rd, ad, dxd, dgd, dbd)
-    return dx, dgamma, dbeta
+    c.launch(_dgamma_dbeta_kernel(p.dy.dtype, tile, stats_per_row), grid, tile, p.dy, p.x, p.mean, p.rstd, acc)
+    launch_dx(p, acc)
+    return results(p)

@@ -40,87 +40,98 @@ import numpy as np
 from numba import cuda, njit
 
 from . import _common as c
-from ._column_sum import column_adder
-from ._norm_common import (CpuKernels, backward_pair, check_eps, check_vectors, cpu_backward, cuda_backward,
-                           validate_backward)
+from ._norm_common import BackwardPlan, ForwardPlan, backward_plan, check_vectors, cuda_backward, forward_plan, results
+from ._reductions import column_adder
 
-# --------------------------------------------------------------------------- validation
+OPS = c.OpTable()
+
+# --------------------------------------------------------------------------- plans
 
 
-def _validate(x: Any, gamma: Any, beta: Any, eps: float, training: bool, running_mean: Any, running_var: Any,
-              momentum: float, out: Any, mean_out: Any, rstd_out: Any):
-    c.check_array("x", x, ndim=2)
-    n, m = x.shape
-    check_vectors("x", x, m, gamma=gamma, beta=beta)
-    eps = check_eps(eps)
+class _Plan(NamedTuple):
+    norm: ForwardPlan
+    training: bool
+    momentum: float
+    running_mean: Any  # None: no running statistics kept
+    running_var: Any
+
+
+def _batch_norm(x: Any, gamma: Any, beta: Any, eps: float = 1e-5, *, training: bool = True,
+                running_mean: Any = None, running_var: Any = None, momentum: float = 0.1, out: Any = None,
+                mean_out: Any = None, rstd_out: Any = None) -> _Plan:
+    """Normalize each column of x (n, m) by the batch statistics (training; running statistics
+    updated when given) or the running ones, then scale by gamma and shift by beta (m,). Returns
+    ``(out, mean, rstd)``, the statistics (m,) one per column."""
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"training must be a bool, got {type(training).__name__}")
     momentum = c.check_finite_scalar("momentum", momentum, low=0.0, high=1.0)
     if (running_mean is None) != (running_var is None):
         raise ValueError("running_mean and running_var must be given together (or neither)")
+    c.check_array("x", x, ndim=2)
     if running_mean is not None:
-        check_vectors("x", x, m, running_mean=running_mean, running_var=running_var)
+        check_vectors("x", x, x.shape[1], running_mean=running_mean, running_var=running_var)
         c.check_no_overlap("running_mean", running_mean, None, x=x, gamma=gamma, beta=beta)
         c.check_no_overlap("running_var", running_var, None, x=x, gamma=gamma, beta=beta, running_mean=running_mean)
-    if training and n < 2:
+    norm = forward_plan(x, gamma, beta, eps, out, mean_out, rstd_out, stats_per_row=False,
+                        running_mean=running_mean, running_var=running_var)
+    if training and x.shape[0] < 2:
         raise ValueError(f"x must have more than 1 value per channel when training, got shape {tuple(x.shape)}")
     if not training and running_mean is None:
         raise ValueError("running_mean and running_var are required when training=False")
-    inputs = {"x": x, "gamma": gamma, "beta": beta, "running_mean": running_mean, "running_var": running_var}
-    out = c.output("out", out, x, x.shape, x.dtype, in_place_of=x, **inputs)
-    mean = c.output("mean_out", mean_out, x, (m,), x.dtype, **inputs, out=out)
-    rstd = c.output("rstd_out", rstd_out, x, (m,), x.dtype, **inputs, out=out, mean_out=mean)
-    return eps, bool(training), momentum, out, mean, rstd
+    return _Plan(norm, bool(training), momentum, running_mean, running_var)
+
+
+def _batch_norm_backward(dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, dx_out: Any = None,
+                         dgamma_out: Any = None, dbeta_out: Any = None) -> BackwardPlan:
+    """Gradients of training-mode batch_norm from its saved column statistics mean, rstd (m,). Returns
+    ``(dx, dgamma, dbeta)``."""
+    return backward_plan(dy, x, gamma, mean, rstd, dx_out, dgamma_out, dbeta_out, stats_per_row=False)
 
 
 # --------------------------------------------------------------------------- references
 
 
-def batch_norm_ref(x: Any, gamma: Any, beta: Any, eps: float = 1e-5, *, training: bool = True,
-                   running_mean: Any = None, running_var: Any = None, momentum: float = 0.1, out: Any = None,
-                   mean_out: Any = None, rstd_out: Any = None) -> tuple[Any, Any, Any]:
-    """Reference in float64 array code. Returns ``(out, mean, rstd)``; updates running stats when training."""
-    eps, training, momentum, out, mean, rstd = _validate(
-        x, gamma, beta, eps, training, running_mean, running_var, momentum, out, mean_out, rstd_out)
-    xp = c.array_module(x)
-    xf = x.astype(xp.float64)
-    if training:
-        n = x.shape[0]
+def _ref(p: _Plan) -> tuple[Any, Any, Any]:
+    """In float64 array code; updates the running statistics when training."""
+    q = p.norm
+    xp = c.array_module(q.x)
+    xf = q.x.astype(xp.float64)
+    if p.training:
+        n, momentum = q.x.shape[0], p.momentum
         mu = xf.mean(axis=0)
         var = ((xf - mu) ** 2).mean(axis=0)
-        if running_mean is not None:
-            running_mean[...] = (1 - momentum) * running_mean.astype(xp.float64) + momentum * mu
-            running_var[...] = (1 - momentum) * running_var.astype(xp.float64) + momentum * var * (n / (n - 1))
+        if p.running_mean is not None:
+            p.running_mean[...] = (1 - momentum) * p.running_mean.astype(xp.float64) + momentum * mu
+            p.running_var[...] = (1 - momentum) * p.running_var.astype(xp.float64) + momentum * var * (n / (n - 1))
     else:
-        mu, var = running_mean.astype(xp.float64), running_var.astype(xp.float64)
-    r = 1.0 / xp.sqrt(var + eps)
-    out[...] = (xf - mu) * (r * gamma) + beta
-    mean[...], rstd[...] = mu, r
-    return out, mean, rstd
+        mu, var = p.running_mean.astype(xp.float64), p.running_var.astype(xp.float64)
+    r = 1.0 / xp.sqrt(var + q.eps)
+    q.out[...] = (xf - mu) * (r * q.gamma) + q.beta
+    q.mean[...], q.rstd[...] = mu, r
+    return results(q)
 
 
-def batch_norm_backward_ref(dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, dx_out: Any = None,
-                            dgamma_out: Any = None, dbeta_out: Any = None) -> tuple[Any, Any, Any]:
-    """Reference in float64 array code. Returns ``(dx, dgamma, dbeta)``."""
-    dx, dgamma, dbeta = validate_backward(dy, x, gamma, mean, rstd, dx_out, dgamma_out, dbeta_out, False)
-    xp = c.array_module(dy)
-    n = dy.shape[0]
-    dyf, r = dy.astype(xp.float64), rstd.astype(xp.float64)
-    xhat = (x.astype(xp.float64) - mean) * r
+def _backward_ref(p: BackwardPlan) -> tuple[Any, Any, Any]:
+    """In float64 array code."""
+    xp = c.array_module(p.dy)
+    n = p.dy.shape[0]
+    dyf, r = p.dy.astype(xp.float64), p.rstd.astype(xp.float64)
+    xhat = (p.x.astype(xp.float64) - p.mean) * r
     db, dg = dyf.sum(axis=0), (dyf * xhat).sum(axis=0)
     if n:
-        dx[...] = gamma * r / n * (n * dyf - db - xhat * dg)
-    dgamma[...], dbeta[...] = dg, db
-    return dx, dgamma, dbeta
+        p.dx[...] = p.gamma * r / n * (n * dyf - db - xhat * dg)
+    p.dgamma[...], p.dbeta[...] = dg, db
+    return results(p)
 
 
 # --------------------------------------------------------------------------- CPU
 
 
 @functools.cache
-def _cpu_kernels(dtype: np.dtype) -> CpuKernels:
-    """Single-threaded kernels for one dtype, forward ``(x, gamma, beta, eps, training, momentum,
-    running_mean, running_var, out, mean, rstd)``; rows outside, contiguous columns inside (vectorised).
+def _cpu_bodies(dtype: np.dtype) -> tuple[Any, Any]:
+    """Single-threaded kernel bodies for one dtype, forward ``(x, gamma, beta, eps, training, momentum,
+    running_mean, running_var, out, mean, rstd)`` and backward ``(dy, x, gamma, mean, rstd, dx, dgamma,
+    dbeta)``; rows outside, contiguous columns inside (vectorised).
 
     Sums and statistics are float64. The elementwise output passes run in the dtype (in float32 the
     LayerNorm and BatchNorm forwards measured 1.1-1.4x faster, BatchNorm's backward 1.6x): the forward
@@ -186,34 +197,21 @@ def _cpu_kernels(dtype: np.dtype) -> CpuKernels:
             for j in range(m):
                 dxi[j] = k[j] * (dyi[j] - a[j] - (xi[j] - mean[j]) * b[j])
 
-    jit = njit(**c.NJIT_OPTIONS)
-    return CpuKernels(
-        forward=(
-            jit(lambda x, g, b, eps, t, mom, rm, rv, out, mu, r: batch_norm_columns(x, g, b, eps, t, mom, rm, rv,
-                                                                                     out, mu, r)),
-            jit(lambda x, g, b, eps, t, mom, rm, rv, out, mu, r: batch_norm_columns(x, g, b, eps, t, mom, rm, rv,
-                                                                                     x, mu, r))),
-        backward=backward_pair(batch_norm_backward_columns),
-    )
+    return batch_norm_columns, batch_norm_backward_columns
 
 
-def batch_norm_cpu(x: Any, gamma: Any, beta: Any, eps: float = 1e-5, *, training: bool = True,
-                   running_mean: Any = None, running_var: Any = None, momentum: float = 0.1, out: Any = None,
-                   mean_out: Any = None, rstd_out: Any = None) -> tuple[Any, Any, Any]:
-    """Numba CPU kernel (single-threaded). Returns ``(out, mean, rstd)``; updates running stats when training."""
-    eps, training, momentum, out, mean, rstd = _validate(
-        x, gamma, beta, eps, training, running_mean, running_var, momentum, out, mean_out, rstd_out)
+def _cpu(p: _Plan) -> tuple[Any, Any, Any]:
+    q, running_mean, running_var = p.norm, p.running_mean, p.running_var
     if running_mean is None:  # one compiled signature: empty arrays mean "no running statistics"
-        running_mean = running_var = np.empty(0, x.dtype)
-    kernel = _cpu_kernels(x.dtype).forward[c.same_buffer(out, x)]
-    kernel(x, gamma, beta, eps, training, momentum, running_mean, running_var, out, mean, rstd)
-    return out, mean, rstd
+        running_mean = running_var = np.empty(0, q.x.dtype)
+    c.run_cpu(_cpu_bodies(q.x.dtype)[0], (q.x, q.gamma, q.beta, q.eps, p.training, p.momentum, running_mean,
+                                          running_var, q.out, q.mean, q.rstd))
+    return results(q)
 
 
-def batch_norm_backward_cpu(dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, dx_out: Any = None,
-                            dgamma_out: Any = None, dbeta_out: Any = None) -> tuple[Any, Any, Any]:
-    """Numba CPU kernel (single-threaded). Returns ``(dx, dgamma, dbeta)``."""
-    return cpu_backward(_cpu_kernels, False, dy, x, gamma, mean, rstd, dx_out, dgamma_out, dbeta_out)
+def _backward_cpu(p: BackwardPlan) -> tuple[Any, Any, Any]:
+    c.run_cpu(_cpu_bodies(p.x.dtype)[1], tuple(p))
+    return results(p)
 
 
 # --------------------------------------------------------------------------- CUDA
@@ -225,11 +223,6 @@ class _TileKernels(NamedTuple):
     # (x, gamma, beta, acc, inv_n, eps, training, update, momentum, unbias, r_mean, r_var, mean, rstd, out)
     batch_norm: Any
     batch_norm_backward: Any  # (dy, x, gamma, mean, rstd, acc, inv_n, dx, dgamma, dbeta): acc[0] dgamma, acc[1] dbeta
-
-
-# Where an output may be its input (out=x, dx=dy), it comes after it in the argument list, so the
-# simulator's copy-back of the output lands last; on a GPU every such element is read before it is
-# written, by the thread that writes it.
 
 
 @functools.cache
@@ -302,41 +295,39 @@ def _tile_kernels(dtype: np.dtype, tile: tuple[int, int]) -> _TileKernels:
     return _TileKernels(batch_norm_stats, batch_norm, batch_norm_backward)
 
 
-def batch_norm_cuda(x: Any, gamma: Any, beta: Any, eps: float = 1e-5, *, training: bool = True,
-                    running_mean: Any = None, running_var: Any = None, momentum: float = 0.1, out: Any = None,
-                    mean_out: Any = None, rstd_out: Any = None) -> tuple[Any, Any, Any]:
-    """numba.cuda kernels on CuPy's current stream (NumPy arrays under the simulator). Returns ``(out, mean, rstd)``."""
-    eps, training, momentum, out, mean, rstd = _validate(
-        x, gamma, beta, eps, training, running_mean, running_var, momentum, out, mean_out, rstd_out)
-    n, m = x.shape
+def _cuda(p: _Plan) -> tuple[Any, Any, Any]:
+    q = p.norm
+    n, m = q.x.shape
     if m == 0:
-        return out, mean, rstd
-    F, xp, stream = x.dtype.type, c.array_module(x), c.current_stream()
+        return results(q)
+    F, xp = q.x.dtype.type, c.array_module(q.x)
     grid, tile = c.column_launch(n, m)
-    kernels = _tile_kernels(x.dtype, tile)
-    acc = xp.zeros((3, m), x.dtype) if training else xp.empty((3, m), x.dtype)
-    update = running_mean is not None
-    if not update:  # stand-ins the kernel never touches, for one compiled signature
-        running_mean, running_var = acc[0], acc[1]
-    xd, gd, bd, ad, rmd, rvd, md, rd, od = c.cuda_args(x, gamma, beta, acc, running_mean, running_var, mean, rstd, out)
+    kernels = _tile_kernels(q.x.dtype, tile)
+    acc = xp.zeros((3, m), q.x.dtype) if p.training else xp.empty((3, m), q.x.dtype)
+    update = p.running_mean is not None
+    # stand-ins the kernel never touches without running statistics, for one compiled signature
+    running_mean, running_var = (p.running_mean, p.running_var) if update else (acc[0], acc[1])
     inv_n = F(1 / max(n, 1))
-    if training:
+    if p.training:
         for second in (False, True):
-            kernels.batch_norm_stats[grid, tile, stream](xd, inv_n, ad, second)
-    kernels.batch_norm[grid, tile, stream](xd, gd, bd, ad, inv_n, F(eps), training, update and training,
-                                           F(momentum), F(n / max(n - 1, 1)), rmd, rvd, md, rd, od)
-    return out, mean, rstd
+            c.launch(kernels.batch_norm_stats, grid, tile, q.x, inv_n, acc, second)
+    c.launch(kernels.batch_norm, grid, tile, q.x, q.gamma, q.beta, acc, inv_n, F(q.eps), p.training,
+             update and p.training, F(p.momentum), F(n / max(n - 1, 1)), running_mean, running_var, q.mean, q.rstd,
+             q.out)
+    return results(q)
 
 
-def _launch_dx(stream: Any, dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, acc: Any, dx: Any, dgamma: Any,
-               dbeta: Any) -> None:
+def _launch_dx(p: BackwardPlan, acc: Any) -> None:
     """batch_norm_backward's last kernel (see _norm_common.cuda_backward), column strips."""
-    grid, tile = c.column_launch(*dy.shape)
-    _tile_kernels(dy.dtype, tile).batch_norm_backward[grid, tile, stream](
-        dy, x, gamma, mean, rstd, acc, dy.dtype.type(1 / dy.shape[0]), dx, dgamma, dbeta)
+    grid, tile = c.column_launch(*p.dy.shape)
+    c.launch(_tile_kernels(p.dy.dtype, tile).batch_norm_backward, grid, tile, p.dy, p.x, p.gamma, p.mean, p.rstd, acc,
+             p.dy.dtype.type(1 / p.dy.shape[0]), p.dx, p.dgamma, p.dbeta)
 
 
-def batch_norm_backward_cuda(dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, dx_out: Any = None,
-                             dgamma_out: Any = None, dbeta_out: Any = None) -> tuple[Any, Any, Any]:
-    """numba.cuda kernels on CuPy's current stream (NumPy arrays under the simulator); ``(dx, dgamma, dbeta)``."""
-    return cuda_backward(_launch_dx, False, dy, x, gamma, mean, rstd, dx_out, dgamma_out, dbeta_out)
+def _backward_cuda(p: BackwardPlan) -> tuple[Any, Any, Any]:
+    return cuda_backward(_launch_dx, False, p)
+
+
+batch_norm_ref, batch_norm_cpu, batch_norm_cuda = OPS.add("batch_norm", _batch_norm, _ref, _cpu, _cuda)
+batch_norm_backward_ref, batch_norm_backward_cpu, batch_norm_backward_cuda = OPS.add(
+    "batch_norm_backward", _batch_norm_backward, _backward_ref, _backward_cpu, _backward_cuda)

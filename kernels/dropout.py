@@ -16,12 +16,14 @@ x / dy: any shape, float32/float64, C-contiguous. p: a float in [0, 1). seed: an
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 from numba import cuda, njit
 
 from . import _common as c
+
+OPS = c.OpTable()
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _MIX1 = 0xBF58476D1CE4E5B9
@@ -40,12 +42,29 @@ def _check_p_seed(p: float, seed: int) -> tuple[float, int, int]:
     return p, int(seed), int(np.ceil(p * 2**_UNIFORM_BITS))  # p * 2**24 is exact in float64
 
 
-def _validate(name: str, x: Any, p: float, seed: int, out: Any) -> tuple[int, int, Any, Any]:
-    """(seed, keep threshold, scale 1/(1-p) in x's dtype, output array)."""
+class _Plan(NamedTuple):
+    x: Any  # x, or dy for the backward
+    seed: int
+    threshold: int
+    scale: Any  # 1 / (1 - p) in x's dtype
+    out: Any
+
+
+def _plan(name: str, x: Any, p: float, seed: int, out: Any) -> _Plan:
     c.check_array(name, x)
     p, seed, threshold = _check_p_seed(p, seed)
     out = c.output("out", out, x, x.shape, x.dtype, in_place_of=x, **{name: x})
-    return seed, threshold, x.dtype.type(1.0 / (1.0 - p)), out
+    return _Plan(x, seed, threshold, x.dtype.type(1.0 / (1.0 - p)), out)
+
+
+def _dropout(x: Any, p: float, seed: int, out: Any = None) -> _Plan:
+    """``y = x * keep / (1 - p)`` with the mask of (seed, flat index). Returns ``out``."""
+    return _plan("x", x, p, seed, out)
+
+
+def _dropout_backward(dy: Any, p: float, seed: int, out: Any = None) -> _Plan:
+    """``dx = dy * keep / (1 - p)`` with the forward's mask. Returns ``out``."""
+    return _plan("dy", dy, p, seed, out)
 
 
 # --------------------------------------------------------------------------- reference
@@ -54,6 +73,10 @@ def _validate(name: str, x: Any, p: float, seed: int, out: Any) -> tuple[int, in
 def keep_mask_ref(shape: tuple[int, ...], p: float, seed: int, xp: Any = np) -> Any:
     """The boolean keep mask for an array of ``shape``, computed with vectorised uint64 maths."""
     _, seed, threshold = _check_p_seed(p, seed)
+    return _keep_mask(shape, seed, threshold, xp)
+
+
+def _keep_mask(shape: tuple[int, ...], seed: int, threshold: int, xp: Any) -> Any:
     u64 = xp.uint64
     k = xp.arange(1, int(np.prod(shape)) + 1, dtype=u64)  # uint64 products wrap mod 2**64, as intended
     h = u64(seed) + k * u64(_GOLDEN)
@@ -63,21 +86,11 @@ def keep_mask_ref(shape: tuple[int, ...], p: float, seed: int, xp: Any = np) -> 
     return ((h >> u64(64 - _UNIFORM_BITS)) >= u64(threshold)).reshape(shape)
 
 
-def _ref(name: str, x: Any, p: float, seed: int, out: Any) -> Any:
-    _, _, scale, out = _validate(name, x, p, seed, out)
-    xp = c.array_module(x)
-    out[...] = x * xp.where(keep_mask_ref(x.shape, p, seed, xp), scale, x.dtype.type(0))  # NaN * 0 stays NaN
-    return out
-
-
-def dropout_ref(x: Any, p: float, seed: int, out: Any = None) -> Any:
-    """Reference in plain array code (NumPy or CuPy). Returns ``out``."""
-    return _ref("x", x, p, seed, out)
-
-
-def dropout_backward_ref(dy: Any, p: float, seed: int, out: Any = None) -> Any:
-    """Reference gradient: ``dx = dy * keep / (1 - p)``. Returns ``out``."""
-    return _ref("dy", dy, p, seed, out)
+def _ref(p: _Plan) -> Any:
+    xp = c.array_module(p.x)
+    keep = _keep_mask(p.x.shape, p.seed, p.threshold, xp)
+    p.out[...] = p.x * xp.where(keep, p.scale, p.x.dtype.type(0))  # NaN * 0 stays NaN
+    return p.out
 
 
 # --------------------------------------------------------------------------- kernels
@@ -103,7 +116,7 @@ def _build_keep(jit: Callable, u64: Callable) -> Callable:
 
 
 @functools.cache
-def _cpu_kernel(in_place: bool):
+def _cpu_body():
     keep = _build_keep(njit(inline="always"), np.uint64)
 
     @njit(inline="always")
@@ -112,28 +125,15 @@ def _cpu_kernel(in_place: bool):
         for k in range(x.size):
             y[k] = x[k] * (scale if keep(seed, k, threshold) else zero)  # NaN * 0 stays NaN
 
-    # In place, x is bound to both roles: as two arguments LLVM's runtime overlap check would fail
-    # and the loop would run scalar.
-    if in_place:
-        return njit(**c.NJIT_OPTIONS)(lambda x, seed, threshold, scale, y: body(x, seed, threshold, scale, x))
-    return njit(**c.NJIT_OPTIONS)(lambda x, seed, threshold, scale, y: body(x, seed, threshold, scale, y))
+    return body
 
 
-def _apply_cpu(name: str, x: Any, p: float, seed: int, out: Any) -> Any:
-    seed, threshold, scale, out = _validate(name, x, p, seed, out)
-    if x.size:
-        _cpu_kernel(out is x)(x.reshape(-1), np.uint64(seed), np.uint64(threshold), scale, out.reshape(-1))
-    return out
-
-
-def dropout_cpu(x: Any, p: float, seed: int, out: Any = None) -> Any:
-    """Numba CPU kernel (single-threaded). Returns ``out``."""
-    return _apply_cpu("x", x, p, seed, out)
-
-
-def dropout_backward_cpu(dy: Any, p: float, seed: int, out: Any = None) -> Any:
-    """Numba CPU kernel for ``dx = dy * keep / (1 - p)``. Returns ``out``."""
-    return _apply_cpu("dy", dy, p, seed, out)
+def _cpu(p: _Plan) -> Any:
+    if p.x.size:
+        flat_x = p.x.reshape(-1)
+        flat_out = flat_x if p.out is p.x else p.out.reshape(-1)  # one object in both roles: bound once
+        c.run_cpu(_cpu_body(), (flat_x, np.uint64(p.seed), np.uint64(p.threshold), p.scale, flat_out))
+    return p.out
 
 
 @functools.cache
@@ -152,23 +152,15 @@ def _cuda_kernel():
     return kernel
 
 
-def _apply_cuda(name: str, x: Any, p: float, seed: int, out: Any) -> Any:
-    seed, threshold, scale, out = _validate(name, x, p, seed, out)
-    if x.size == 0:
-        return out
-    # Python ints under the simulator (exact, masked to 64 bits); uint64 scalars on a GPU.
-    u64 = int if c.simulator_enabled() else np.uint64
-    # y comes after x: when they are one array, the simulator's copy-back of y lands last.
-    xd, yd = c.cuda_args(x.reshape(-1), out.reshape(-1))
-    _cuda_kernel()[c.grid_1d(x.size) + (c.current_stream(),)](xd, u64(seed), u64(threshold), scale, yd)
-    return out
+def _cuda(p: _Plan) -> Any:
+    if p.x.size:
+        # Python ints under the simulator (exact, masked to 64 bits); uint64 scalars on a GPU.
+        u64 = int if c.simulator_enabled() else np.uint64
+        c.launch(_cuda_kernel(), *c.grid_1d(p.x.size), p.x.reshape(-1), u64(p.seed), u64(p.threshold), p.scale,
+                 p.out.reshape(-1))
+    return p.out
 
 
-def dropout_cuda(x: Any, p: float, seed: int, out: Any = None) -> Any:
-    """numba.cuda kernel on CuPy's current stream (NumPy arrays under the simulator). Returns ``out``."""
-    return _apply_cuda("x", x, p, seed, out)
-
-
-def dropout_backward_cuda(dy: Any, p: float, seed: int, out: Any = None) -> Any:
-    """numba.cuda kernel for ``dx = dy * keep / (1 - p)``. Returns ``out``."""
-    return _apply_cuda("dy", dy, p, seed, out)
+dropout_ref, dropout_cpu, dropout_cuda = OPS.add("dropout", _dropout, _ref, _cpu, _cuda)
+dropout_backward_ref, dropout_backward_cpu, dropout_backward_cuda = OPS.add(
+    "dropout_backward", _dropout_backward, _ref, _cpu, _cuda)

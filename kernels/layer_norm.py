@@ -37,75 +37,77 @@ import numpy as np
 from numba import cuda, njit
 
 from . import _common as c
-from ._norm_common import (CpuKernels, backward_pair, check_eps, check_vectors, cpu_backward, cuda_backward,
-                           validate_backward)
+from ._norm_common import (BackwardPlan, ForwardPlan, backward_plan, cuda_backward, forward_plan, results,
+                           zero_parameter_grads)
+from ._reductions import block_reducer
 
-# --------------------------------------------------------------------------- validation
+OPS = c.OpTable()
 
-
-def _validate(x: Any, gamma: Any, beta: Any, eps: float, out: Any, mean_out: Any, rstd_out: Any):
-    c.check_array("x", x, ndim=2)
-    n, m = x.shape
-    check_vectors("x", x, m, gamma=gamma, beta=beta)
-    eps = check_eps(eps)
-    inputs = {"x": x, "gamma": gamma, "beta": beta}
-    out = c.output("out", out, x, x.shape, x.dtype, in_place_of=x, **inputs)
-    mean = c.output("mean_out", mean_out, x, (n,), x.dtype, **inputs, out=out)
-    rstd = c.output("rstd_out", rstd_out, x, (n,), x.dtype, **inputs, out=out, mean_out=mean)
-    return eps, out, mean, rstd
+# --------------------------------------------------------------------------- plans
 
 
-def _fill_empty_rows(mean: Any, rstd: Any, eps: float) -> None:
-    """Statistics of rows with no elements: mean 0, variance 0."""
-    mean.fill(0)
-    rstd.fill(1.0 / math.sqrt(eps))
+def _layer_norm(x: Any, gamma: Any, beta: Any, eps: float = 1e-5, out: Any = None, mean_out: Any = None,
+                rstd_out: Any = None) -> ForwardPlan:
+    """Normalize each row of x (n, m), then scale by gamma and shift by beta (m,). Returns ``(out, mean,
+    rstd)``, the statistics (n,) one per row."""
+    return forward_plan(x, gamma, beta, eps, out, mean_out, rstd_out, stats_per_row=True)
+
+
+def _layer_norm_backward(dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, dx_out: Any = None,
+                         dgamma_out: Any = None, dbeta_out: Any = None) -> BackwardPlan:
+    """Gradients of layer_norm from its saved row statistics mean, rstd (n,). Returns ``(dx, dgamma,
+    dbeta)``."""
+    return backward_plan(dy, x, gamma, mean, rstd, dx_out, dgamma_out, dbeta_out, stats_per_row=True)
+
+
+def _without_columns(p: ForwardPlan) -> bool:
+    """Rows with no elements (m == 0) have mean 0 and variance 0; their statistics are set here."""
+    if p.x.shape[1]:
+        return False
+    p.mean.fill(0)
+    p.rstd.fill(1.0 / math.sqrt(p.eps))
+    return True
 
 
 # --------------------------------------------------------------------------- references
 
 
-def layer_norm_ref(x: Any, gamma: Any, beta: Any, eps: float = 1e-5, out: Any = None, mean_out: Any = None,
-                   rstd_out: Any = None) -> tuple[Any, Any, Any]:
-    """Reference in float64 array code (NumPy or CuPy). Returns ``(out, mean, rstd)``."""
-    eps, out, mean, rstd = _validate(x, gamma, beta, eps, out, mean_out, rstd_out)
-    if x.shape[1] == 0:
-        _fill_empty_rows(mean, rstd, eps)
-        return out, mean, rstd
-    xp = c.array_module(x)
-    xf = x.astype(xp.float64)
+def _ref(p: ForwardPlan) -> tuple[Any, Any, Any]:
+    """In float64 array code (NumPy or CuPy)."""
+    if _without_columns(p):
+        return results(p)
+    xp = c.array_module(p.x)
+    xf = p.x.astype(xp.float64)
     mu = xf.mean(axis=1, keepdims=True)
     d = xf - mu
-    r = 1.0 / xp.sqrt((d * d).mean(axis=1, keepdims=True) + eps)
-    out[...] = d * r * gamma + beta
-    mean[...], rstd[...] = mu[:, 0], r[:, 0]
-    return out, mean, rstd
+    r = 1.0 / xp.sqrt((d * d).mean(axis=1, keepdims=True) + p.eps)
+    p.out[...] = d * r * p.gamma + p.beta
+    p.mean[...], p.rstd[...] = mu[:, 0], r[:, 0]
+    return results(p)
 
 
-def layer_norm_backward_ref(dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, dx_out: Any = None,
-                            dgamma_out: Any = None, dbeta_out: Any = None) -> tuple[Any, Any, Any]:
-    """Reference in float64 array code. Returns ``(dx, dgamma, dbeta)``."""
-    dx, dgamma, dbeta = validate_backward(dy, x, gamma, mean, rstd, dx_out, dgamma_out, dbeta_out, True)
-    if dy.size == 0:
-        dgamma.fill(0)
-        dbeta.fill(0)
-        return dx, dgamma, dbeta
-    xp = c.array_module(dy)
-    dyf, r = dy.astype(xp.float64), rstd.astype(xp.float64)[:, None]
-    xhat = (x.astype(xp.float64) - mean[:, None]) * r
-    g = dyf * gamma
-    dx[...] = r * (g - g.mean(axis=1, keepdims=True) - xhat * (g * xhat).mean(axis=1, keepdims=True))
-    dgamma[...] = (dyf * xhat).sum(axis=0)
-    dbeta[...] = dyf.sum(axis=0)
-    return dx, dgamma, dbeta
+def _backward_ref(p: BackwardPlan) -> tuple[Any, Any, Any]:
+    """In float64 array code."""
+    if p.dy.size == 0:
+        return zero_parameter_grads(p)
+    xp = c.array_module(p.dy)
+    dyf, r = p.dy.astype(xp.float64), p.rstd.astype(xp.float64)[:, None]
+    xhat = (p.x.astype(xp.float64) - p.mean[:, None]) * r
+    g = dyf * p.gamma
+    p.dx[...] = r * (g - g.mean(axis=1, keepdims=True) - xhat * (g * xhat).mean(axis=1, keepdims=True))
+    p.dgamma[...] = (dyf * xhat).sum(axis=0)
+    p.dbeta[...] = dyf.sum(axis=0)
+    return results(p)
 
 
 # --------------------------------------------------------------------------- CPU
 
 
 @functools.cache
-def _cpu_kernels(dtype: np.dtype) -> CpuKernels:
-    """Single-threaded kernels for one dtype, forward ``(x, gamma, beta, eps, out, mean, rstd)``;
-    rows outside, contiguous columns inside (vectorised).
+def _cpu_bodies(dtype: np.dtype) -> tuple[Any, Any]:
+    """Single-threaded kernel bodies for one dtype, forward ``(x, gamma, beta, eps, out, mean, rstd)``
+    and backward ``(dy, x, gamma, mean, rstd, dx, dgamma, dbeta)``; rows outside, contiguous columns
+    inside (vectorised).
 
     Sums and statistics are float64. The forward's output pass runs in the dtype (in float32 the
     LayerNorm and BatchNorm forwards measured 1.1-1.4x faster): it subtracts the mean split as hi + lo
@@ -159,29 +161,18 @@ def _cpu_kernels(dtype: np.dtype) -> CpuKernels:
         for j in range(m):
             dgamma[j], dbeta[j] = dg[j], db[j]
 
-    jit = njit(**c.NJIT_OPTIONS)
-    return CpuKernels(
-        forward=(jit(lambda x, g, b, eps, out, mean, rstd: layer_norm_rows(x, g, b, eps, out, mean, rstd)),
-                 jit(lambda x, g, b, eps, out, mean, rstd: layer_norm_rows(x, g, b, eps, x, mean, rstd))),
-        backward=backward_pair(layer_norm_backward_rows),
-    )
+    return layer_norm_rows, layer_norm_backward_rows
 
 
-def layer_norm_cpu(x: Any, gamma: Any, beta: Any, eps: float = 1e-5, out: Any = None, mean_out: Any = None,
-                   rstd_out: Any = None) -> tuple[Any, Any, Any]:
-    """Numba CPU kernel (single-threaded). Returns ``(out, mean, rstd)``."""
-    eps, out, mean, rstd = _validate(x, gamma, beta, eps, out, mean_out, rstd_out)
-    if x.shape[1] == 0:
-        _fill_empty_rows(mean, rstd, eps)
-    elif x.size:
-        _cpu_kernels(x.dtype).forward[c.same_buffer(out, x)](x, gamma, beta, eps, out, mean, rstd)
-    return out, mean, rstd
+def _cpu(p: ForwardPlan) -> tuple[Any, Any, Any]:
+    if not _without_columns(p) and p.x.size:
+        c.run_cpu(_cpu_bodies(p.x.dtype)[0], (p.x, p.gamma, p.beta, p.eps, p.out, p.mean, p.rstd))
+    return results(p)
 
 
-def layer_norm_backward_cpu(dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, dx_out: Any = None,
-                            dgamma_out: Any = None, dbeta_out: Any = None) -> tuple[Any, Any, Any]:
-    """Numba CPU kernel (single-threaded). Returns ``(dx, dgamma, dbeta)``."""
-    return cpu_backward(_cpu_kernels, True, dy, x, gamma, mean, rstd, dx_out, dgamma_out, dbeta_out)
+def _backward_cpu(p: BackwardPlan) -> tuple[Any, Any, Any]:
+    c.run_cpu(_cpu_bodies(p.x.dtype)[1], tuple(p))
+    return results(p)
 
 
 # --------------------------------------------------------------------------- CUDA
@@ -193,34 +184,12 @@ class _RowKernels(NamedTuple):
     layer_norm_backward: Any  # (dy, x, gamma, mean, rstd, inv_m, acc, dx, dgamma, dbeta)
 
 
-# Where an output may be its input (out=x, dx=dy), it comes after it in the argument list, so the
-# simulator's copy-back of the output lands last; on a GPU every such element is read before it is
-# written, by the thread that writes it.
-
-
 @functools.cache
 def _row_kernels(dtype: np.dtype, threads: int) -> _RowKernels:
     """``threads``: block size, a power of 2; float32 kernels compute in float32 (typed constants)."""
     F = dtype.type
     ZERO, ONE = F(0), F(1)
-
-    @c.device_jit()
-    def block_sums(shared, a, b):
-        """(sum of a, sum of b) over the block, returned to every thread (shared-memory tree)."""
-        tid = cuda.threadIdx.x
-        shared[0, tid] = a
-        shared[1, tid] = b
-        cuda.syncthreads()
-        step = threads // 2
-        while step > 0:
-            if tid < step:
-                shared[0, tid] += shared[0, tid + step]
-                shared[1, tid] += shared[1, tid + step]
-            cuda.syncthreads()
-            step //= 2
-        a, b = shared[0, 0], shared[1, 0]
-        cuda.syncthreads()  # all have read the sums before the next call overwrites them
-        return a, b
+    block_sums = block_reducer(threads)
 
     @cuda.jit
     def layer_norm(x, gamma, beta, eps, inv_m, out, mean, rstd):
@@ -232,12 +201,12 @@ def _row_kernels(dtype: np.dtype, threads: int) -> _RowKernels:
             total = ZERO
             for j in range(tid, m, threads):
                 total += x[i, j] - s
-            cen = block_sums(shared, total, ZERO)[0] * inv_m
+            cen = block_sums(shared, total, ZERO, False)[0] * inv_m
             total = ZERO
             for j in range(tid, m, threads):
                 d = x[i, j] - s - cen
                 total += d * d
-            r = ONE / math.sqrt(block_sums(shared, total, ZERO)[0] * inv_m + eps)
+            r = ONE / math.sqrt(block_sums(shared, total, ZERO, False)[0] * inv_m + eps)
             if tid == 0:
                 mean[i] = s + cen
                 rstd[i] = r
@@ -260,7 +229,7 @@ def _row_kernels(dtype: np.dtype, threads: int) -> _RowKernels:
                 g = dy[i, j] * gamma[j]
                 a += g
                 b += g * ((x[i, j] - mu) * r)
-            a, b = block_sums(shared, a, b)
+            a, b = block_sums(shared, a, b, False)
             a *= inv_m
             b *= inv_m
             for j in range(tid, m, threads):
@@ -269,32 +238,27 @@ def _row_kernels(dtype: np.dtype, threads: int) -> _RowKernels:
     return _RowKernels(layer_norm, layer_norm_backward)
 
 
-def layer_norm_cuda(x: Any, gamma: Any, beta: Any, eps: float = 1e-5, out: Any = None, mean_out: Any = None,
-                    rstd_out: Any = None) -> tuple[Any, Any, Any]:
-    """numba.cuda kernel on CuPy's current stream (NumPy arrays under the simulator). Returns ``(out, mean, rstd)``."""
-    eps, out, mean, rstd = _validate(x, gamma, beta, eps, out, mean_out, rstd_out)
-    n, m = x.shape
-    if m == 0:
-        _fill_empty_rows(mean, rstd, eps)
-    if x.size == 0:
-        return out, mean, rstd
-    blocks, threads = c.row_launch(n, m)
-    F = x.dtype.type
-    xd, gd, bd, od, md, rd = c.cuda_args(x, gamma, beta, out, mean, rstd)
-    _row_kernels(x.dtype, threads).layer_norm[blocks, threads, c.current_stream()](
-        xd, gd, bd, F(eps), F(1 / m), od, md, rd)
-    return out, mean, rstd
+def _cuda(p: ForwardPlan) -> tuple[Any, Any, Any]:
+    if not _without_columns(p) and p.x.size:
+        n, m = p.x.shape
+        blocks, threads = c.row_launch(n, m)
+        F = p.x.dtype.type
+        c.launch(_row_kernels(p.x.dtype, threads).layer_norm, blocks, threads, p.x, p.gamma, p.beta, F(p.eps),
+                 F(1 / m), p.out, p.mean, p.rstd)
+    return results(p)
 
 
-def _launch_dx(stream: Any, dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, acc: Any, dx: Any, dgamma: Any,
-               dbeta: Any) -> None:
+def _launch_dx(p: BackwardPlan, acc: Any) -> None:
     """layer_norm_backward's last kernel (see _norm_common.cuda_backward), a block per row."""
-    blocks, threads = c.row_launch(*dy.shape)
-    _row_kernels(dy.dtype, threads).layer_norm_backward[blocks, threads, stream](
-        dy, x, gamma, mean, rstd, dy.dtype.type(1 / dy.shape[1]), acc, dx, dgamma, dbeta)
+    blocks, threads = c.row_launch(*p.dy.shape)
+    c.launch(_row_kernels(p.dy.dtype, threads).layer_norm_backward, blocks, threads, p.dy, p.x, p.gamma, p.mean,
+             p.rstd, p.dy.dtype.type(1 / p.dy.shape[1]), acc, p.dx, p.dgamma, p.dbeta)
 
 
-def layer_norm_backward_cuda(dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, dx_out: Any = None,
-                             dgamma_out: Any = None, dbeta_out: Any = None) -> tuple[Any, Any, Any]:
-    """numba.cuda kernels on CuPy's current stream (NumPy arrays under the simulator); ``(dx, dgamma, dbeta)``."""
-    return cuda_backward(_launch_dx, True, dy, x, gamma, mean, rstd, dx_out, dgamma_out, dbeta_out)
+def _backward_cuda(p: BackwardPlan) -> tuple[Any, Any, Any]:
+    return cuda_backward(_launch_dx, True, p)
+
+
+layer_norm_ref, layer_norm_cpu, layer_norm_cuda = OPS.add("layer_norm", _layer_norm, _ref, _cpu, _cuda)
+layer_norm_backward_ref, layer_norm_backward_cpu, layer_norm_backward_cuda = OPS.add(
+    "layer_norm_backward", _layer_norm_backward, _backward_ref, _backward_cpu, _backward_cuda)

@@ -20,22 +20,44 @@ import numpy as np
 from numba import cuda, njit
 
 from . import _common as c
+from ._reductions import block_reducer
 from .fast_math import exp32, log1p32
+
+OPS = c.OpTable()
 
 BCE, MSE = range(2)
 
 
-def _validate(a_name: str, a: Any, b_name: str, b: Any, grad_out: Any, *, unit_targets: bool) -> Any:
+class _Plan(NamedTuple):
+    kind: int  # BCE or MSE
+    a: Any  # logits / pred
+    b: Any  # targets / target
+    grad: Any
+
+
+def _plan(kind: int, a_name: str, a: Any, b_name: str, b: Any, grad_out: Any) -> _Plan:
     c.check_array(a_name, a)
     if a.size == 0:
         raise ValueError(f"{a_name} is empty: the mean loss over 0 elements is undefined")
     c.check_array(b_name, b, shape=a.shape, dtype=a.dtype)
     c.check_same_kind(a_name, a, **{b_name: b})
-    if unit_targets:
+    if kind == BCE:
         low, high = float(b.min()), float(b.max())
         if not (0.0 <= low and high <= 1.0):  # NaN fails too
             raise ValueError(f"{b_name} must lie in [0, 1], got values in [{low}, {high}]")
-    return c.output("grad_out", grad_out, a, a.shape, a.dtype, in_place_of=a, **{a_name: a, b_name: b})
+    grad = c.output("grad_out", grad_out, a, a.shape, a.dtype, in_place_of=a, **{a_name: a, b_name: b})
+    return _Plan(kind, a, b, grad)
+
+
+def _bce_logits(logits: Any, targets: Any, grad_out: Any = None) -> _Plan:
+    """Mean binary cross-entropy of logits against targets in [0, 1], and its gradient.
+    Returns ``(loss, grad)``."""
+    return _plan(BCE, "logits", logits, "targets", targets, grad_out)
+
+
+def _mse(pred: Any, target: Any, grad_out: Any = None) -> _Plan:
+    """Mean squared error of pred against target, and its gradient. Returns ``(loss, grad)``."""
+    return _plan(MSE, "pred", pred, "target", target, grad_out)
 
 
 def _scalars(jit: Callable, exp: Callable, log1p: Callable, dtype: np.dtype) -> dict[int, Any]:
@@ -59,38 +81,26 @@ def _scalars(jit: Callable, exp: Callable, log1p: Callable, dtype: np.dtype) -> 
 # --------------------------------------------------------------------------- references
 
 
-def bce_logits_ref(logits: Any, targets: Any, grad_out: Any = None) -> tuple[Any, Any]:
-    """Reference in plain array code (NumPy or CuPy). Returns ``(loss, grad)``."""
-    grad = _validate("logits", logits, "targets", targets, grad_out, unit_targets=True)
-    xp = c.array_module(logits)
-    x, t = logits, targets
-    e = xp.exp(-xp.abs(x))
-    loss = (xp.maximum(x, 0) - x * t + xp.log1p(e)).mean(dtype=xp.float64)
-    grad[...] = (xp.where(x >= 0, 1, e) / (1 + e) - t) / x.size
-    return xp.asarray(loss, dtype=x.dtype), grad
-
-
-def mse_ref(pred: Any, target: Any, grad_out: Any = None) -> tuple[Any, Any]:
-    """Reference in plain array code (NumPy or CuPy). Returns ``(loss, grad)``."""
-    grad = _validate("pred", pred, "target", target, grad_out, unit_targets=False)
-    xp = c.array_module(pred)
-    d = pred - target
-    loss = (d * d).mean(dtype=xp.float64)
-    grad[...] = 2 * d / pred.size
-    return xp.asarray(loss, dtype=pred.dtype), grad
+def _ref(p: _Plan) -> tuple[Any, Any]:
+    xp = c.array_module(p.a)
+    if p.kind == BCE:
+        x, t = p.a, p.b
+        e = xp.exp(-xp.abs(x))
+        loss = (xp.maximum(x, 0) - x * t + xp.log1p(e)).mean(dtype=xp.float64)
+        p.grad[...] = (xp.where(x >= 0, 1, e) / (1 + e) - t) / x.size
+    else:
+        d = p.a - p.b
+        loss = (d * d).mean(dtype=xp.float64)
+        p.grad[...] = 2 * d / p.a.size
+    return xp.asarray(loss, dtype=p.a.dtype), p.grad
 
 
 # --------------------------------------------------------------------------- CPU
 
 
-class _Kernels(NamedTuple):
-    apart: Any  # (x, t, scale, [loss,] g) with the gradient in g
-    inplace: Any  # (x, t, scale[, loss]) with the gradient written over x
-
-
 @functools.cache
-def _cpu_kernels(kind: int, dtype: np.dtype) -> _Kernels:
-    """Single-threaded kernels over flat arrays: g = d * scale, returning sum(term) in float64."""
+def _cpu_body(kind: int, dtype: np.dtype) -> Any:
+    """Single-threaded ``(x, t, scale, g)`` over flat arrays: g = d * scale, returning sum(term) in float64."""
     fast = dtype == np.float32
     f = _scalars(njit(inline="always"), exp32 if fast else math.exp, log1p32 if fast else math.log1p, dtype)[kind]
 
@@ -103,115 +113,53 @@ def _cpu_kernels(kind: int, dtype: np.dtype) -> _Kernels:
             total += term
         return total
 
-    # In place, the one array goes in twice inside compiled code, so LLVM sees one pointer and
-    # vectorises (two arguments would fail its run-time overlap check).
-    @njit(**c.NJIT_OPTIONS)
-    def apart(x, t, scale, g):
-        return body(x, t, scale, g)
-
-    @njit(**c.NJIT_OPTIONS)
-    def inplace(x, t, scale):
-        return body(x, t, scale, x)
-
-    return _Kernels(apart, inplace)
+    return body
 
 
-def _run_cpu(kind: int, a: Any, b: Any, grad: Any) -> tuple[Any, Any]:
-    kernels = _cpu_kernels(kind, a.dtype)
-    scale = a.dtype.type(1.0 / a.size)
-    flat_a, flat_b = a.reshape(-1), b.reshape(-1)
-    if c.same_buffer(grad, a):
-        total = kernels.inplace(flat_a, flat_b, scale)
-    else:
-        total = kernels.apart(flat_a, flat_b, scale, grad.reshape(-1))
-    return np.asarray(total / a.size, dtype=a.dtype), grad
-
-
-def bce_logits_cpu(logits: Any, targets: Any, grad_out: Any = None) -> tuple[Any, Any]:
-    """Numba CPU kernel (single-threaded). Returns ``(loss, grad)``."""
-    grad = _validate("logits", logits, "targets", targets, grad_out, unit_targets=True)
-    return _run_cpu(BCE, logits, targets, grad)
-
-
-def mse_cpu(pred: Any, target: Any, grad_out: Any = None) -> tuple[Any, Any]:
-    """Numba CPU kernel (single-threaded). Returns ``(loss, grad)``."""
-    grad = _validate("pred", pred, "target", target, grad_out, unit_targets=False)
-    return _run_cpu(MSE, pred, target, grad)
+def _cpu(p: _Plan) -> tuple[Any, Any]:
+    scale = p.a.dtype.type(1.0 / p.a.size)
+    flat_a, flat_grad = p.a.reshape(-1), p.grad.reshape(-1)
+    if p.grad is p.a:  # the same object in both roles, for cpu_kernel_for to bind once
+        flat_grad = flat_a
+    (total,) = c.run_cpu(_cpu_body(p.kind, p.a.dtype), (flat_a, p.b.reshape(-1), scale, flat_grad))
+    return np.asarray(total / p.a.size, dtype=p.a.dtype), p.grad
 
 
 # --------------------------------------------------------------------------- CUDA
 
 
 @functools.cache
-def _cuda_kernels(kind: int, dtype: np.dtype, threads: int) -> _Kernels:
-    """Grid-stride kernels over flat arrays; each block adds its share of the mean into loss[0]."""
-    device = c.device_jit()
-    f = _scalars(device, math.exp, math.log1p, dtype)[kind]
+def _cuda_kernel(kind: int, dtype: np.dtype, threads: int) -> Any:
+    """Grid-stride kernel ``(x, t, scale, loss, g)`` over flat arrays; each block adds its share of the
+    mean into loss[0]."""
+    f = _scalars(c.device_jit(), math.exp, math.log1p, dtype)[kind]
     ftype = dtype.type
+    zero = ftype(0)
+    reduce = block_reducer(threads)
 
-    # Kept in this module rather than shared with softmax_xent: the simulator swaps in its fake
-    # ``cuda`` only in the globals of the running kernel's own module.
-    @device
-    def block_sum(shared, value):
-        """Sum of ``value`` over the block (shared-memory tree); valid in thread 0."""
-        tid = cuda.threadIdx.x
-        shared[tid] = value
-        cuda.syncthreads()
-        step = threads // 2
-        while step > 0:
-            if tid < step:
-                shared[tid] += shared[tid + step]
-            cuda.syncthreads()
-            step //= 2
-        return shared[0]
-
-    @device
-    def body(x, t, scale, loss, g):
-        shared = cuda.shared.array(threads, ftype)
-        partial = ftype(0)
+    @cuda.jit
+    def kernel(x, t, scale, loss, g):
+        shared = cuda.shared.array((2, threads), ftype)
+        partial = zero
         for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
             term, d = f(x[i], t[i])
             g[i] = d * scale
             partial += term
-        total = block_sum(shared, partial)
+        total = reduce(shared, partial, zero, False)[0]
         if cuda.threadIdx.x == 0:
             cuda.atomic.add(loss, 0, total * scale)
 
-    # Separate in-place kernel: the simulator copies each array argument in and back, so one
-    # array passed twice would lose a write-back.
-    @cuda.jit
-    def apart(x, t, scale, loss, g):
-        body(x, t, scale, loss, g)
-
-    @cuda.jit
-    def inplace(x, t, scale, loss):
-        body(x, t, scale, loss, x)
-
-    return _Kernels(apart, inplace)
+    return kernel
 
 
-def _run_cuda(kind: int, a: Any, b: Any, grad: Any) -> tuple[Any, Any]:
-    blocks, threads = c.grid_1d(a.size)
-    kernels = _cuda_kernels(kind, a.dtype, threads)
-    loss = c.array_module(a).zeros(1, dtype=a.dtype)
-    launch = (blocks, threads, c.current_stream())
-    scale = a.dtype.type(1.0 / a.size)
-    if c.same_buffer(grad, a):
-        ad, bd, ld = c.cuda_args(a.reshape(-1), b.reshape(-1), loss)
-        kernels.inplace[launch](ad, bd, scale, ld)
-    else:
-        ad, bd, ld, gd = c.cuda_args(a.reshape(-1), b.reshape(-1), loss, grad.reshape(-1))
-        kernels.apart[launch](ad, bd, scale, ld, gd)
-    return loss.reshape(()), grad
+def _cuda(p: _Plan) -> tuple[Any, Any]:
+    blocks, threads = c.grid_1d(p.a.size)
+    loss = c.array_module(p.a).zeros(1, dtype=p.a.dtype)
+    flat_a, flat_grad = p.a.reshape(-1), p.grad.reshape(-1)
+    c.launch(_cuda_kernel(p.kind, p.a.dtype, threads), blocks, threads, flat_a, p.b.reshape(-1),
+             p.a.dtype.type(1.0 / p.a.size), loss, flat_grad)
+    return loss.reshape(()), p.grad
 
 
-def bce_logits_cuda(logits: Any, targets: Any, grad_out: Any = None) -> tuple[Any, Any]:
-    """numba.cuda kernel on CuPy's current stream (NumPy arrays under the simulator). Returns ``(loss, grad)``."""
-    grad = _validate("logits", logits, "targets", targets, grad_out, unit_targets=True)
-    return _run_cuda(BCE, logits, targets, grad)
-
-
-def mse_cuda(pred: Any, target: Any, grad_out: Any = None) -> tuple[Any, Any]:
-    """numba.cuda kernel on CuPy's current stream (NumPy arrays under the simulator). Returns ``(loss, grad)``."""
-    grad = _validate("pred", pred, "target", target, grad_out, unit_targets=False)
-    return _run_cuda(MSE, pred, target, grad)
+bce_logits_ref, bce_logits_cpu, bce_logits_cuda = OPS.add("bce_logits", _bce_logits, _ref, _cpu, _cuda)
+mse_ref, mse_cpu, mse_cuda = OPS.add("mse", _mse, _ref, _cpu, _cuda)

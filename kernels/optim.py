@@ -15,21 +15,22 @@ and then its own rule, PyTorch's definition (see sgd__ref, adam__ref, rmsprop__r
 
 Each op comes three ways with one signature: ``<op>_ref`` (NumPy/CuPy expressions),
 ``<op>_cpu`` (Numba kernel, one pass, split over the cores from 4M elements up) and ``<op>_cuda``
-(one grid-stride numba.cuda launch on CuPy's current stream). The op names end in ``_`` (in place), hence
-``adam__cpu``. The maths lives in kernels.optim_math: the reference expressions, and one
+(one grid-stride numba.cuda launch on CuPy's current stream), each returning None. The op names end in
+``_`` (in place), hence ``adam__cpu``. The maths lives in kernels.optim_math: the reference expressions, and one
 per-element update compiled for both the CPU and the GPU.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import _common as c
 from . import optim_math as m
+
+OPS = c.OpTable()
 
 
 class _Plan(NamedTuple):
@@ -187,8 +188,6 @@ def _run_ref(plan: _Plan) -> None:
 
 
 def _run_cpu(plan: _Plan) -> None:
-    if c.is_device_array(plan.arrays[0]):
-        raise TypeError("the cpu kernels take NumPy arrays; param is a device array (use the cuda kernels)")
     kernel = m.cpu_kernel(plan.optimizer, plan.flags)
     c.over_row_blocks(lambda *arrays: kernel(arrays, plan.scalars), plan.arrays)
 
@@ -197,27 +196,9 @@ def _run_cuda(plan: _Plan) -> None:
     n = plan.arrays[0].size
     if n:
         kernel = m.cuda_kernel(plan.optimizer, plan.flags)
-        kernel[c.grid_1d(n) + (c.current_stream(),)](tuple(c.cuda_args(*plan.arrays)), plan.scalars)
+        c.launch(kernel, *c.grid_1d(n), tuple(c.cuda_args(*plan.arrays)), plan.scalars)
 
 
-def _three_ways(plan: Callable[..., _Plan], name: str) -> tuple[Callable[..., None], ...]:
-    """``<name>_ref``, ``<name>_cpu``, ``<name>_cuda``: one signature and docstring, that of ``plan``."""
-    notes = {"ref": "NumPy/CuPy expressions (the oracle).",
-             "cpu": "Numba CPU kernel: one pass over NumPy arrays (split over the cores from 4M elements).",
-             "cuda": "numba.cuda kernel: one grid-stride launch on CuPy's current stream."}
-
-    def make(impl: str, run: Callable[[_Plan], None]) -> Callable[..., None]:
-        def step(*args: Any, **hyper: Any) -> None:
-            run(plan(*args, **hyper))
-
-        step.__name__ = step.__qualname__ = f"{name}_{impl}"
-        step.__doc__ = f"{plan.__doc__}\n    Implementation: {notes[impl]} Returns None.\n"
-        step.__signature__ = inspect.signature(plan).replace(return_annotation="None")  # type: ignore[attr-defined]
-        return step
-
-    return make("ref", _run_ref), make("cpu", _run_cpu), make("cuda", _run_cuda)
-
-
-sgd__ref, sgd__cpu, sgd__cuda = _three_ways(_sgd, "sgd_")
-adam__ref, adam__cpu, adam__cuda = _three_ways(_adam, "adam_")
-rmsprop__ref, rmsprop__cpu, rmsprop__cuda = _three_ways(_rmsprop, "rmsprop_")
+sgd__ref, sgd__cpu, sgd__cuda = OPS.add("sgd_", _sgd, _run_ref, _run_cpu, _run_cuda)
+adam__ref, adam__cpu, adam__cuda = OPS.add("adam_", _adam, _run_ref, _run_cpu, _run_cuda)
+rmsprop__ref, rmsprop__cpu, rmsprop__cuda = OPS.add("rmsprop_", _rmsprop, _run_ref, _run_cpu, _run_cuda)

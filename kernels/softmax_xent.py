@@ -21,7 +21,10 @@ import numpy as np
 from numba import cuda, njit
 
 from . import _common as c
+from ._reductions import block_reducer
 from .fast_math import exp32, maximum
+
+OPS = c.OpTable()
 
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
@@ -54,7 +57,23 @@ def _first_outside(labels, k):
     return -1
 
 
-def _validate_xent(logits: Any, labels: Any, smoothing: float, dlogits_out: Any) -> tuple[float, Any]:
+class _XentPlan(NamedTuple):
+    logits: Any
+    labels: Any
+    smoothing: float
+    dlogits: Any
+
+
+class _RowsPlan(NamedTuple):
+    x: Any
+    log: bool  # log_softmax instead of softmax
+    out: Any
+
+
+def _softmax_xent(logits: Any, labels: Any, smoothing: float = 0.0, dlogits_out: Any = None) -> _XentPlan:
+    """Mean softmax cross-entropy of (n, k) logits over (n,) int32/int64 labels in [0, k), with label
+    smoothing, and its gradient. Returns ``(loss, dlogits)``; ``loss`` is 0-d, in logits' dtype and
+    on their device."""
     c.check_array("logits", logits, ndim=2)
     if logits.shape[0] == 0:
         raise ValueError("logits has no rows: the mean loss over 0 rows is undefined")
@@ -62,68 +81,66 @@ def _validate_xent(logits: Any, labels: Any, smoothing: float, dlogits_out: Any)
     smoothing = c.check_finite_scalar("smoothing", smoothing, low=0.0, high=1.0, high_open=True)
     dlogits = c.output("dlogits_out", dlogits_out, logits, logits.shape, logits.dtype,
                        in_place_of=logits, logits=logits, labels=labels)
-    return smoothing, dlogits
+    return _XentPlan(logits, labels, smoothing, dlogits)
 
 
-def _validate_rows(x: Any, out: Any) -> Any:
+def _rows_plan(x: Any, out: Any, log: bool) -> _RowsPlan:
     c.check_array("x", x, ndim=2)
-    return c.output("out", out, x, x.shape, x.dtype, in_place_of=x, x=x)
+    return _RowsPlan(x, log, c.output("out", out, x, x.shape, x.dtype, in_place_of=x, x=x))
+
+
+def _softmax(x: Any, out: Any = None) -> _RowsPlan:
+    """exp(x) / sum(exp(x)) over each row of x (n, k). Returns ``out``."""
+    return _rows_plan(x, out, False)
+
+
+def _log_softmax(x: Any, out: Any = None) -> _RowsPlan:
+    """x - log(sum(exp(x))) over each row of x (n, k). Returns ``out``."""
+    return _rows_plan(x, out, True)
 
 
 # --------------------------------------------------------------------------- references
 
 
-def _log_softmax(x: Any) -> Any:
+def _log_softmax_ref(x: Any) -> Any:
     xp = c.array_module(x)
     z = x - x.max(axis=1, keepdims=True)
     return z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
 
 
-def softmax_xent_ref(logits: Any, labels: Any, smoothing: float = 0.0, dlogits_out: Any = None) -> tuple[Any, Any]:
-    """Reference in plain array code (NumPy or CuPy). Returns ``(loss, dlogits)``."""
-    smoothing, dlogits = _validate_xent(logits, labels, smoothing, dlogits_out)
+def _xent_ref(p: _XentPlan) -> tuple[Any, Any]:
+    logits, labels, smoothing = p.logits, p.labels, p.smoothing
     xp = c.array_module(logits)
     n, k = logits.shape
-    log_p = _log_softmax(logits)
+    log_p = _log_softmax_ref(logits)
     t = xp.full(logits.shape, smoothing / k, dtype=logits.dtype)
     t[xp.arange(n), labels] += 1 - smoothing
     # The one-hot and smoothing terms apart, so a -inf logit of a zero-weight class adds 0, not 0 * inf.
     loss = -(1 - smoothing) * log_p[xp.arange(n), labels].sum(dtype=xp.float64) / n
     if smoothing:
         loss = loss - smoothing * log_p.mean(axis=1, dtype=xp.float64).sum() / n
-    dlogits[...] = (xp.exp(log_p) - t) / n
-    return xp.asarray(loss, dtype=logits.dtype), dlogits
+    p.dlogits[...] = (xp.exp(log_p) - t) / n
+    return xp.asarray(loss, dtype=logits.dtype), p.dlogits
 
 
-def softmax_ref(x: Any, out: Any = None) -> Any:
-    """exp(x) / sum(exp(x)) over each row. Returns ``out``."""
-    out = _validate_rows(x, out)
-    if x.size:
-        out[...] = c.array_module(x).exp(_log_softmax(x))
-    return out
-
-
-def log_softmax_ref(x: Any, out: Any = None) -> Any:
-    """x - log(sum(exp(x))) over each row. Returns ``out``."""
-    out = _validate_rows(x, out)
-    if x.size:
-        out[...] = _log_softmax(x)
-    return out
+def _rows_ref(p: _RowsPlan) -> Any:
+    if p.x.size:
+        log_p = _log_softmax_ref(p.x)
+        p.out[...] = log_p if p.log else c.array_module(p.x).exp(log_p)
+    return p.out
 
 
 # --------------------------------------------------------------------------- CPU
 
 
-class _CpuKernels(NamedTuple):
+class _CpuBodies(NamedTuple):
     xent: Any  # (x, labels, smoothing, n, g) -> these rows' share of the mean loss over n rows (float64)
-    xent_inplace: Any  # (x, labels, smoothing, n) -> the same, gradient written over x
     rows: Any  # (x, log, out): softmax or log-softmax
-    rows_inplace: Any  # (x, log)
 
 
 @functools.cache
-def _cpu_kernels(dtype: np.dtype) -> _CpuKernels:
-    """Kernels over a block of rows for one float dtype; float32 uses the vectorising exp32."""
+def _cpu_bodies(dtype: np.dtype) -> _CpuBodies:
+    """Kernel bodies over a block of rows for one float dtype; float32 uses the vectorising exp32."""
     ftype = dtype.type
     zero = ftype(0)
     exp = exp32 if dtype == np.float32 else math.exp
@@ -189,92 +206,37 @@ def _cpu_kernels(dtype: np.dtype) -> _CpuKernels:
                 for j in range(x.shape[1]):
                     out[i, j] *= scale
 
-    # The in-place entries pass one array twice *inside* compiled code, so LLVM sees a single
-    # pointer and vectorises; two distinct arguments would fail its overlap check at run time.
-    @njit(**c.NJIT_OPTIONS)
-    def xent(x, labels, smoothing, n, g):
-        return xent_rows(x, labels, smoothing, n, g)
-
-    @njit(**c.NJIT_OPTIONS)
-    def xent_inplace(x, labels, smoothing, n):
-        return xent_rows(x, labels, smoothing, n, x)
-
-    @njit(**c.NJIT_OPTIONS)
-    def rows(x, log, out):
-        softmax_rows(x, log, out)
-
-    @njit(**c.NJIT_OPTIONS)
-    def rows_inplace(x, log):
-        softmax_rows(x, log, x)
-
-    return _CpuKernels(xent, xent_inplace, rows, rows_inplace)
+    return _CpuBodies(xent_rows, softmax_rows)
 
 
-def softmax_xent_cpu(logits: Any, labels: Any, smoothing: float = 0.0, dlogits_out: Any = None) -> tuple[Any, Any]:
-    """Numba CPU kernel (rows shared across threads for large inputs). Returns ``(loss, dlogits)``."""
-    smoothing, dlogits = _validate_xent(logits, labels, smoothing, dlogits_out)
-    kernels, n = _cpu_kernels(logits.dtype), logits.shape[0]
-    if c.same_buffer(dlogits, logits):
-        parts = c.over_row_blocks(kernels.xent_inplace, (logits, labels, smoothing, n), rows_in=(0, 1))
-    else:
-        parts = c.over_row_blocks(kernels.xent, (logits, labels, smoothing, n, dlogits), rows_in=(0, 1, 4))
-    return np.asarray(math.fsum(parts), dtype=logits.dtype), dlogits
+def _xent_cpu(p: _XentPlan) -> tuple[Any, Any]:
+    args = (p.logits, p.labels, p.smoothing, p.logits.shape[0], p.dlogits)
+    parts = c.run_cpu(_cpu_bodies(p.logits.dtype).xent, args, rows_in=(0, 1, 4))
+    return np.asarray(math.fsum(parts), dtype=p.logits.dtype), p.dlogits
 
 
-def _rows_cpu(x: Any, out: Any, log: bool) -> Any:
-    out = _validate_rows(x, out)
-    if x.size:
-        kernels = _cpu_kernels(x.dtype)
-        if c.same_buffer(out, x):
-            c.over_row_blocks(kernels.rows_inplace, (x, log), rows_in=(0,))
-        else:
-            c.over_row_blocks(kernels.rows, (x, log, out), rows_in=(0, 2))
-    return out
-
-
-def softmax_cpu(x: Any, out: Any = None) -> Any:
-    """Numba CPU kernel (rows shared across threads for large inputs). Returns ``out``."""
-    return _rows_cpu(x, out, False)
-
-
-def log_softmax_cpu(x: Any, out: Any = None) -> Any:
-    """Numba CPU kernel (rows shared across threads for large inputs). Returns ``out``."""
-    return _rows_cpu(x, out, True)
+def _rows_cpu(p: _RowsPlan) -> Any:
+    if p.x.size:
+        c.run_cpu(_cpu_bodies(p.x.dtype).rows, (p.x, p.log, p.out), rows_in=(0, 2))
+    return p.out
 
 
 # --------------------------------------------------------------------------- CUDA
 
 
 class _CudaKernels(NamedTuple):
-    xent: Any  # [grid](x, labels, smoothing, loss, g): each block adds its rows' loss / n into loss[0]
-    xent_inplace: Any  # [grid](x, labels, smoothing, loss)
-    rows: Any  # [grid](x, log, out)
-    rows_inplace: Any  # [grid](x, log)
+    xent: Any  # (x, labels, smoothing, loss, g): each block adds its rows' loss / n into loss[0]
+    rows: Any  # (x, log, out)
 
 
 @functools.cache
 def _cuda_kernels(dtype: np.dtype, threads: int) -> _CudaKernels:
+    """Block-per-row kernels, rows grid-stride, for blocks of ``threads`` threads."""
     ftype = dtype.type
     zero = ftype(0)
     lowest = ftype(-np.inf)
     device = c.device_jit()
-
-    @device
-    def block_reduce(shared, value, take_max):
-        """Max or sum of ``value`` over the block, returned to every thread (shared-memory tree)."""
-        tid = cuda.threadIdx.x
-        shared[tid] = value
-        cuda.syncthreads()
-        step = threads // 2
-        while step > 0:
-            if tid < step:
-                other = shared[tid + step]
-                shared[tid] = max(shared[tid], other) if take_max else shared[tid] + other
-            cuda.syncthreads()
-            step //= 2
-        result = shared[0]
-        cuda.syncthreads()  # all have read shared[0] before the next reduction overwrites it
-        return result
+    reduce = block_reducer(threads)
 
     @device
     def row_stats(x, i, shared):
@@ -283,15 +245,15 @@ def _cuda_kernels(dtype: np.dtype, threads: int) -> _CudaKernels:
         m = lowest
         for j in range(tid, x.shape[1], threads):
             m = max(m, x[i, j])
-        m = block_reduce(shared, m, True)
+        m = reduce(shared, m, zero, True)[0]
         s = zero
         for j in range(tid, x.shape[1], threads):
             s += math.exp(x[i, j] - m)
-        return m, block_reduce(shared, s, False)
+        return m, reduce(shared, s, zero, False)[0]
 
-    @device
-    def xent_rows(x, labels, smoothing, loss, g):
-        shared = cuda.shared.array(threads, ftype)
+    @cuda.jit
+    def xent(x, labels, smoothing, loss, g):
+        shared = cuda.shared.array((2, threads), ftype)
         n, k = x.shape
         tid = cuda.threadIdx.x
         on_label = ftype((1.0 - smoothing) / n)
@@ -304,7 +266,7 @@ def _cuda_kernels(dtype: np.dtype, threads: int) -> _CudaKernels:
             if smoothing > 0:
                 for j in range(tid, k, threads):
                     row_sum += x[i, j]
-                row_sum = block_reduce(shared, row_sum, False)
+                row_sum = reduce(shared, row_sum, zero, False)[0]
             m, s = row_stats(x, i, shared)
             if tid == 0:
                 # -sum_j t_j log p_j = log(s) + (1 - e) (m - x_y) + e (m - mean_j x_j): every term >= 0
@@ -319,9 +281,9 @@ def _cuda_kernels(dtype: np.dtype, threads: int) -> _CudaKernels:
         if tid == 0:
             cuda.atomic.add(loss, 0, ftype(block_loss / n))  # one atomic per block: loss[0] becomes the mean
 
-    @device
-    def softmax_rows(x, log, out):
-        shared = cuda.shared.array(threads, ftype)
+    @cuda.jit
+    def rows(x, log, out):
+        shared = cuda.shared.array((2, threads), ftype)
         for i in range(cuda.blockIdx.x, x.shape[0], cuda.gridDim.x):
             m, s = row_stats(x, i, shared)
             shift = ftype(m + math.log(s))
@@ -329,69 +291,26 @@ def _cuda_kernels(dtype: np.dtype, threads: int) -> _CudaKernels:
             for j in range(cuda.threadIdx.x, x.shape[1], threads):
                 out[i, j] = x[i, j] - shift if log else math.exp(x[i, j] - m) * scale
 
-    # Separate in-place kernels: the simulator copies every array argument in and back, so one
-    # array passed twice would lose one of the two write-backs.
-    @cuda.jit
-    def xent(x, labels, smoothing, loss, g):
-        xent_rows(x, labels, smoothing, loss, g)
-
-    @cuda.jit
-    def xent_inplace(x, labels, smoothing, loss):
-        xent_rows(x, labels, smoothing, loss, x)
-
-    @cuda.jit
-    def rows(x, log, out):
-        softmax_rows(x, log, out)
-
-    @cuda.jit
-    def rows_inplace(x, log):
-        softmax_rows(x, log, x)
-
-    return _CudaKernels(xent, xent_inplace, rows, rows_inplace)
+    return _CudaKernels(xent, rows)
 
 
-def softmax_xent_cuda(logits: Any, labels: Any, smoothing: float = 0.0, dlogits_out: Any = None) -> tuple[Any, Any]:
-    """numba.cuda kernel on CuPy's current stream (NumPy arrays under the simulator).
-
-    Returns ``(loss, dlogits)``; ``loss`` is a 0-d view of a 1-element accumulator.
-    """
-    smoothing, dlogits = _validate_xent(logits, labels, smoothing, dlogits_out)
-    xp = c.array_module(logits)
-    n, k = logits.shape
-    blocks, threads = c.row_launch(n, k)
-    kernels = _cuda_kernels(logits.dtype, threads)
-    loss = xp.zeros(1, dtype=logits.dtype)
-    launch = (blocks, threads, c.current_stream())
-    smoothing = logits.dtype.type(smoothing)
-    if c.same_buffer(dlogits, logits):
-        xd, yd, ld = c.cuda_args(logits, labels, loss)
-        kernels.xent_inplace[launch](xd, yd, smoothing, ld)
-    else:
-        xd, yd, ld, gd = c.cuda_args(logits, labels, loss, dlogits)
-        kernels.xent[launch](xd, yd, smoothing, ld, gd)
-    return loss.reshape(()), dlogits
+def _xent_cuda(p: _XentPlan) -> tuple[Any, Any]:
+    blocks, threads = c.row_launch(*p.logits.shape)
+    loss = c.array_module(p.logits).zeros(1, dtype=p.logits.dtype)
+    c.launch(_cuda_kernels(p.logits.dtype, threads).xent, blocks, threads, p.logits, p.labels,
+             p.logits.dtype.type(p.smoothing), loss, p.dlogits)
+    return loss.reshape(()), p.dlogits
 
 
-def _rows_cuda(x: Any, out: Any, log: bool) -> Any:
-    out = _validate_rows(x, out)
-    if x.size == 0:
-        return out
-    blocks, threads = c.row_launch(*x.shape)
-    kernels = _cuda_kernels(x.dtype, threads)
-    launch = (blocks, threads, c.current_stream())
-    if c.same_buffer(out, x):
-        kernels.rows_inplace[launch](*c.cuda_args(x), log)
-    else:
-        xd, od = c.cuda_args(x, out)
-        kernels.rows[launch](xd, log, od)
-    return out
+def _rows_cuda(p: _RowsPlan) -> Any:
+    if p.x.size:
+        blocks, threads = c.row_launch(*p.x.shape)
+        c.launch(_cuda_kernels(p.x.dtype, threads).rows, blocks, threads, p.x, p.log, p.out)
+    return p.out
 
 
-def softmax_cuda(x: Any, out: Any = None) -> Any:
-    """numba.cuda kernel on CuPy's current stream (NumPy arrays under the simulator). Returns ``out``."""
-    return _rows_cuda(x, out, False)
-
-
-def log_softmax_cuda(x: Any, out: Any = None) -> Any:
-    """numba.cuda kernel on CuPy's current stream (NumPy arrays under the simulator). Returns ``out``."""
-    return _rows_cuda(x, out, True)
+softmax_xent_ref, softmax_xent_cpu, softmax_xent_cuda = OPS.add(
+    "softmax_xent", _softmax_xent, _xent_ref, _xent_cpu, _xent_cuda)
+softmax_ref, softmax_cpu, softmax_cuda = OPS.add("softmax", _softmax, _rows_ref, _rows_cpu, _rows_cuda)
+log_softmax_ref, log_softmax_cpu, log_softmax_cuda = OPS.add(
+    "log_softmax", _log_softmax, _rows_ref, _rows_cpu, _rows_cuda)

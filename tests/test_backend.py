@@ -152,18 +152,33 @@ def test_cupy_backend_runs_kernels_on_gpu(rng):
         b.bias_act(x, None)
 
 
-def test_precompile_runs_every_fused_op(monkeypatch):
+def test_every_op_table_entry_is_offered_by_the_backend():
     import importlib
     import pkgutil
 
     import gpudnn.kernels as kernels
+    from gpudnn.backend.base import Backend
 
-    b = backend("numpy")
-    called, dispatch = set(), b._kernel
-    monkeypatch.setattr(b, "_kernel", lambda module, op: called.add((module, op)) or dispatch(module, op))
+    tables = {info.name: importlib.import_module(f"gpudnn.kernels.{info.name}").OPS
+              for info in pkgutil.iter_modules(kernels.__path__)
+              if hasattr(importlib.import_module(f"gpudnn.kernels.{info.name}"), "OPS")}
+    assert kernels.OP_MODULES == {name: module for module, ops in tables.items() for name in ops}
+    for module, ops in tables.items():
+        for name, three in ops.items():
+            for impl in ("ref", "cpu", "cuda"):
+                entry = getattr(three, impl)
+                assert entry is getattr(importlib.import_module(f"gpudnn.kernels.{module}"), f"{name}_{impl}")
+                assert entry.__name__ == f"{name}_{impl}" and entry.__doc__
+            assert callable(getattr(Backend, name))
+
+
+def test_precompile_runs_every_fused_op(monkeypatch):
+    import gpudnn.kernels as kernels
+    from gpudnn.backend.numpy_backend import NumpyBackend
+
+    b = NumpyBackend()
+    called, bind = set(), NumpyBackend._bind
+    monkeypatch.setattr(NumpyBackend, "_bind", lambda self, name: called.add(name) or bind(self, name))
     calls = gpudnn.precompile(backend=b)
-    ops = {(info.name, name[:-len("_cpu")]) for info in pkgutil.iter_modules(kernels.__path__)
-           for name in dir(importlib.import_module(f"gpudnn.kernels.{info.name}"))
-           if name.endswith("_cpu") and not name.startswith("_")}
-    assert called == ops
-    assert calls >= 2 * 9 + len(ops)  # every activation forward and backward, then each other op
+    assert called == set(kernels.OP_MODULES)
+    assert calls >= 2 * 9 + len(called)  # every activation forward and backward, then each other op

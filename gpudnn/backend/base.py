@@ -1,26 +1,24 @@
 """The Backend interface: array creation, transfer, BLAS, randomness and the fused ops.
 
 A backend names its array module (``xp``) and which kernel implementation serves its ops
-(``kernel_impl``: "ref", "cpu" or "cuda"). Every fused op is written once here and dispatched
-to ``gpudnn.kernels.<module>.<op>_<kernel_impl>``, so all backends share one signature per op.
+(``kernel_impl``: "ref", "cpu" or "cuda"). Its fused ops come from one place, the kernels' op
+tables (``gpudnn.kernels.OP_MODULES``): ``backend.bias_act(...)`` is ``kernels.bias_act``'s
+``bias_act_<kernel_impl>``, with its signature and docstring, after a check that the first array
+belongs to this backend.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
-from typing import Any
+import inspect
+from typing import Any, Callable
 
 import numpy as np
 
+from ..kernels import OP_MODULES
+from ..kernels import op as kernel_op
+from ..kernels._common import LAUNCHES
+
 DEFAULT_DTYPE = np.dtype(np.float32)
-
-
-@functools.cache
-def _kernel_function(module: str, op: str, impl: str):
-    """``gpudnn.kernels.<module>.<op>_<impl>``, looked up once (ops run between GEMMs, where every
-    microsecond of Python shows)."""
-    return getattr(importlib.import_module(f"gpudnn.kernels.{module}"), f"{op}_{impl}")
 
 
 class Backend:
@@ -30,7 +28,6 @@ class Backend:
     def __init__(self, xp: Any, seed: int | None = None) -> None:
         self.xp = xp
         self.dtype = DEFAULT_DTYPE
-        self.launches = 0  # fused-kernel calls made through this backend (for profiling)
         self.seed(seed)
 
     def __repr__(self) -> str:
@@ -111,98 +108,37 @@ class Backend:
 
     # ----------------------------------------------------------------- fused ops
 
-    def _kernel(self, module: str, op: str):
-        self.launches += 1
-        return _kernel_function(module, op, self.kernel_impl)
+    @property
+    def launches(self) -> int:
+        """Kernel launches so far by every backend whose ops run this one's kernels (``kernel_impl``):
+        compiled CPU kernel calls or CUDA launches (kernels._common.LAUNCHES); the ref kernels launch none."""
+        return LAUNCHES[self.kernel_impl]
 
-    def bias_act(self, x: Any, b: Any, activation: str | int = "relu", alpha: float = 0.0,
-                 out: Any = None, z_out: Any = None) -> Any:
-        """``y = f(x + b)`` (see kernels.bias_act)."""
-        self.check("x", x)
-        return self._kernel("bias_act", "bias_act")(x, b, activation, alpha, out=out, z_out=z_out)
+    def _bind(self, name: str) -> Callable[..., Any]:
+        """The op ``name`` as this backend runs it, kept on the instance so later calls find it at once."""
+        kernel = getattr(kernel_op(name), self.kernel_impl)
+        first = next(iter(inspect.signature(kernel).parameters))
+        array_type = self.xp.ndarray
 
-    def bias_act_backward(self, dy: Any, saved: Any, activation: str | int = "relu", alpha: float = 0.0,
-                          from_output: bool = True, dz_out: Any = None, db_out: Any = None) -> tuple[Any, Any]:
-        """``dz = dy * f'(z)`` and ``db = dz.sum(0)`` in one pass; ``saved`` is y (from_output) or z."""
-        self.check("dy", dy)
-        return self._kernel("bias_act_backward", "bias_act_backward")(
-            dy, saved, activation, alpha, from_output=from_output, dz_out=dz_out, db_out=db_out)
+        def op(a: Any, *args: Any, **kwargs: Any) -> Any:
+            if not isinstance(a, array_type):
+                self.check(first, a)
+            return kernel(a, *args, **kwargs)
 
-    def softmax_xent(self, logits: Any, labels: Any, smoothing: float = 0.0,
-                     dlogits_out: Any = None) -> tuple[Any, Any]:
-        """Mean softmax cross-entropy over integer labels and its gradient (0-d loss array, dlogits)."""
-        self.check("logits", logits)
-        return self._kernel("softmax_xent", "softmax_xent")(logits, labels, smoothing, dlogits_out=dlogits_out)
+        op.__name__ = op.__qualname__ = name
+        op.__doc__, op.__signature__ = kernel.__doc__, inspect.signature(kernel)  # type: ignore[attr-defined]
+        self.__dict__[name] = op
+        return op
 
-    def softmax(self, x: Any, out: Any = None) -> Any:
-        self.check("x", x)
-        return self._kernel("softmax_xent", "softmax")(x, out=out)
 
-    def log_softmax(self, x: Any, out: Any = None) -> Any:
-        self.check("x", x)
-        return self._kernel("softmax_xent", "log_softmax")(x, out=out)
+def _fused_op(name: str) -> Callable[..., Any]:
+    def method(self: Backend, *args: Any, **kwargs: Any) -> Any:
+        return self._bind(name)(*args, **kwargs)
 
-    def bce_logits(self, logits: Any, targets: Any, grad_out: Any = None) -> tuple[Any, Any]:
-        """Mean binary cross-entropy on logits and its gradient (0-d loss array, dlogits)."""
-        self.check("logits", logits)
-        return self._kernel("losses", "bce_logits")(logits, targets, grad_out=grad_out)
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"The fused op kernels.{OP_MODULES[name]}.{name} on this backend's arrays (see its docstring)."
+    return method
 
-    def mse(self, pred: Any, target: Any, grad_out: Any = None) -> tuple[Any, Any]:
-        """Mean squared error over all elements and its gradient (0-d loss array, dpred)."""
-        self.check("pred", pred)
-        return self._kernel("losses", "mse")(pred, target, grad_out=grad_out)
 
-    def dropout(self, x: Any, p: float, seed: int, out: Any = None) -> Any:
-        """Inverted dropout with a mask hashed from (seed, index): the same mask on every backend."""
-        self.check("x", x)
-        return self._kernel("dropout", "dropout")(x, p, seed, out=out)
-
-    def dropout_backward(self, dy: Any, p: float, seed: int, out: Any = None) -> Any:
-        self.check("dy", dy)
-        return self._kernel("dropout", "dropout_backward")(dy, p, seed, out=out)
-
-    def layer_norm(self, x: Any, gamma: Any, beta: Any, eps: float = 1e-5, out: Any = None,
-                   mean_out: Any = None, rstd_out: Any = None) -> tuple[Any, Any, Any]:
-        """Normalize each row of x, then scale and shift: (out, row means, row 1/std) (see kernels.layer_norm)."""
-        self.check("x", x)
-        return self._kernel("layer_norm", "layer_norm")(x, gamma, beta, eps, out=out, mean_out=mean_out,
-                                                        rstd_out=rstd_out)
-
-    def layer_norm_backward(self, dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, dx_out: Any = None,
-                            dgamma_out: Any = None, dbeta_out: Any = None) -> tuple[Any, Any, Any]:
-        """(dx, dgamma, dbeta) of layer_norm from the saved row statistics."""
-        self.check("dy", dy)
-        return self._kernel("layer_norm", "layer_norm_backward")(dy, x, gamma, mean, rstd, dx_out=dx_out,
-                                                                 dgamma_out=dgamma_out, dbeta_out=dbeta_out)
-
-    def batch_norm(self, x: Any, gamma: Any, beta: Any, eps: float = 1e-5, *, training: bool = True,
-                   running_mean: Any = None, running_var: Any = None, momentum: float = 0.1, out: Any = None,
-                   mean_out: Any = None, rstd_out: Any = None) -> tuple[Any, Any, Any]:
-        """Normalize each column of x by batch (training) or running statistics: (out, means, 1/stds)."""
-        self.check("x", x)
-        return self._kernel("batch_norm", "batch_norm")(x, gamma, beta, eps, training=training,
-                                                        running_mean=running_mean, running_var=running_var,
-                                                        momentum=momentum, out=out, mean_out=mean_out,
-                                                        rstd_out=rstd_out)
-
-    def batch_norm_backward(self, dy: Any, x: Any, gamma: Any, mean: Any, rstd: Any, dx_out: Any = None,
-                            dgamma_out: Any = None, dbeta_out: Any = None) -> tuple[Any, Any, Any]:
-        """(dx, dgamma, dbeta) of training-mode batch_norm from the saved column statistics."""
-        self.check("dy", dy)
-        return self._kernel("batch_norm", "batch_norm_backward")(dy, x, gamma, mean, rstd, dx_out=dx_out,
-                                                                 dgamma_out=dgamma_out, dbeta_out=dbeta_out)
-
-    def sgd_(self, param: Any, grad: Any, momentum_buf: Any, **hyper: Any) -> None:
-        """In-place SGD step over flat arrays (formula: kernels.optim)."""
-        self.check("param", param)
-        self._kernel("optim", "sgd_")(param, grad, momentum_buf, **hyper)
-
-    def adam_(self, param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, **hyper: Any) -> None:
-        """In-place Adam/AdamW step over flat arrays (formula: kernels.optim)."""
-        self.check("param", param)
-        self._kernel("optim", "adam_")(param, grad, exp_avg, exp_avg_sq, **hyper)
-
-    def rmsprop_(self, param: Any, grad: Any, square_avg: Any, **hyper: Any) -> None:
-        """In-place RMSprop step over flat arrays (formula: kernels.optim)."""
-        self.check("param", param)
-        self._kernel("optim", "rmsprop_")(param, grad, square_avg, **hyper)
+for _name in OP_MODULES:
+    setattr(Backend, _name, _fused_op(_name))
