@@ -17,7 +17,8 @@ Targets (4096 x 4096 float32): bias + relu forward >= 5x NumPy, relu backward + 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -153,7 +154,8 @@ def _launch_overhead_us(xp: Any) -> float:
 
     x = xp.ones((32, 32), np.float32)
     b, out = xp.zeros(32, np.float32), xp.empty((32, 32), np.float32)
-    return harness.host_launch_us(lambda: bias_act_cuda(x, b, "relu", out=out), xp.cuda.get_current_stream().synchronize)
+    sync = xp.cuda.get_current_stream().synchronize
+    return harness.host_launch_us(lambda: bias_act_cuda(x, b, "relu", out=out), sync)
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -183,7 +185,8 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
-    harness.main('activations', run, COLUMNS, lambda result: f"float32, host copy {result['host_copy_gbps']:.1f} GB/s, torch CPU threads {result['torch_threads_cpu']}")
+    harness.main('activations', run, COLUMNS, lambda result: (
+        f"float32, host copy {result['host_copy_gbps']:.1f} GB/s, torch CPU threads {result['torch_threads_cpu']}"))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ PyTorch's forward + backward.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,16 @@ def _numpy_xent(xp: Any, x: Any, y: Any) -> Callable[[], Any]:
         return loss, g
 
     return run
+
+
+def _numpy_softmax(xp: Any, x: Any) -> Any:
+    e = xp.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _numpy_log_softmax(xp: Any, x: Any) -> Any:
+    z = x - x.max(axis=1, keepdims=True)
+    return z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
 
 
 def _numpy_bce(xp: Any, x: Any, t: Any) -> Callable[[], Any]:
@@ -100,10 +111,10 @@ def _cases(xp: Any, impl: str, xent_shape: tuple[int, int], shape: tuple[int, in
           "numpy": _numpy_xent(xp, logits, labels)}),
         ("softmax", xent_shape, rows_bytes,
          {"gpudnn": lambda: get("softmax")(logits, out=rows_out),
-          "numpy": lambda: (lambda e: e / e.sum(axis=1, keepdims=True))(xp.exp(logits - logits.max(axis=1, keepdims=True)))}),
+          "numpy": lambda: _numpy_softmax(xp, logits)}),
         ("log_softmax", xent_shape, rows_bytes,
          {"gpudnn": lambda: get("log_softmax")(logits, out=rows_out),
-          "numpy": lambda: (lambda z: z - xp.log(xp.exp(z).sum(axis=1, keepdims=True)))(logits - logits.max(axis=1, keepdims=True))}),
+          "numpy": lambda: _numpy_log_softmax(xp, logits)}),
         ("bce_logits", shape, elementwise_bytes,
          {"gpudnn": lambda: get("bce_logits")(x, t01, grad_out=grad), "numpy": _numpy_bce(xp, x, t01)}),
         ("mse", shape, elementwise_bytes,
@@ -157,10 +168,9 @@ def _loss_rows(device: str, xp: Any, impl: str, xent_shape: tuple[int, int], sha
 
 def _exp_row(size: int, rounds: int, copy_gbps: float) -> dict[str, Any]:
     """exp over ``size`` float32 values: a Numba loop with exp32, the same loop with math.exp, np.exp."""
-    from numba import njit
-
     from gpudnn.kernels import _common as c
     from gpudnn.kernels.fast_math import exp32
+    from numba import njit
 
     @njit(**c.NJIT_OPTIONS)
     def with_exp32(x, y):
@@ -220,7 +230,8 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
-    harness.main('losses', run, COLUMNS, lambda result: f"float32, host copy {result['host_copy_gbps']:.1f} GB/s, torch threads {result['torch_threads']}")
+    harness.main('losses', run, COLUMNS, lambda result: (
+        f"float32, host copy {result['host_copy_gbps']:.1f} GB/s, torch threads {result['torch_threads']}"))
 
 
 if __name__ == "__main__":

@@ -201,8 +201,9 @@ COLUMNS = ["device", "batch", "gpudnn_ms", "torch_ms", "gemm_floor_ms", "torch_r
 
 
 def main() -> None:
-    harness.main('mlp', run, COLUMNS, lambda result: (f"MLP {result['model']} step, {result['dtype']}, {result['optimizer']} "
-                                                    f"(torch threads: {result['torch_threads']})"))
+    harness.main('mlp', run, COLUMNS, lambda result: (
+        f"MLP {result['model']} step, {result['dtype']}, {result['optimizer']} "
+        f"(torch threads: {result['torch_threads']})"))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ columns) vs torch CUDA, against the device copy bandwidth, with the host time of
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

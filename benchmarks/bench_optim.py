@@ -4,8 +4,9 @@ Each row times, round-robin in one run: the gpudnn kernel (one pass over the arr
 cores from 4M elements up) and the unfused NumPy expressions with preallocated temporaries; then
 torch.optim when importable, on the same data in a child process (see harness.time_in_child):
 Adam/AdamW with ``fused=True``, SGD and RMSprop with their default implementation, at PyTorch's own
-thread count, and Adam's fused kernel also on one thread. GB/s counts the minimum bytes a step must move (Adam reads p, g, m, v and writes
-p, m, v) over the gpudnn time; ``copy_frac`` is that against a host copy measured in the same run.
+thread count, and Adam's fused kernel also on one thread. GB/s counts the minimum bytes a step must
+move (Adam reads p, g, m, v and writes p, m, v) over the gpudnn time; ``copy_frac`` is that against a
+host copy measured in the same run.
 On a GPU (CuPy + a device) the rows run again as CUDA kernel vs CuPy unfused vs torch CUDA, with
 the host-side launch overhead of one gpudnn step.
 
@@ -15,7 +16,8 @@ Target: Adam (10M float32) gpudnn time <= 1.1 x torch's fused Adam step, measure
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -189,7 +191,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     if "torch_ms" in adam:
         ratio = adam["gpudnn_ms"] / adam["torch_ms"]
         summary["adam time / torch fused Adam time"] = {
-            "ratio": round(ratio, 3), "target": TARGET, "met": ratio <= TARGET, "torch_threads": result["torch_threads"],
+            "ratio": round(ratio, 3), "target": TARGET, "met": ratio <= TARGET,
+            "torch_threads": result["torch_threads"],
             "ratio vs torch fused on 1 thread": round(adam["gpudnn_ms"] / adam["torch_1thread_ms"], 3)}
     summary["adam vs unfused numpy (speed-up)"] = round(adam["vs_numpy"], 2)
     result["summary"] = summary
@@ -197,8 +200,9 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
-    harness.main('optim', run, COLUMNS, lambda result: (f"float32, {result['size']} parameters, host copy {result['host_copy_gbps']:.1f} GB/s, "
-                                                      f"torch threads {result['torch_threads']}"))
+    harness.main('optim', run, COLUMNS, lambda result: (
+        f"float32, {result['size']} parameters, host copy {result['host_copy_gbps']:.1f} GB/s, "
+        f"torch threads {result['torch_threads']}"))
 
 
 if __name__ == "__main__":

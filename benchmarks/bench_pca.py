@@ -18,7 +18,8 @@ Run: python -m benchmarks.bench_pca  (from the repository root).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -57,9 +58,10 @@ def settled(variants: dict[str, Callable[[], Any]], rounds: int, gap_s: float = 
 
 
 def cpu_rows(n: int, rounds: int) -> list[dict[str, Any]]:
+    from sklearn.decomposition import PCA as SkPCA
+
     import gpudnn
     from gpudnn.decomposition.pca import PCA
-    from sklearn.decomposition import PCA as SkPCA
 
     X = make_data(n)
     shape, nbytes = f"{n}x{N_FEATURES}", X.nbytes
@@ -149,8 +151,9 @@ def gpu_rows(n: int) -> list[dict[str, Any]]:
         print(f"GPU section skipped: {why}")
         return []
     import cupy
-    from gpudnn.decomposition.pca import PCA
     from sklearn.decomposition import PCA as SkPCA
+
+    from gpudnn.decomposition.pca import PCA
 
     X = make_data(n)
     sync = cupy.cuda.get_current_stream().synchronize

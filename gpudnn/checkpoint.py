@@ -25,11 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from .decomposition.autoencoder import Autoencoder
 from .nn.sequential import Sequential
-from .optim.optimizers import OPTIMIZERS, Optimizer
+from .optim.optimizers import Optimizer
 
-MODEL_TYPES = {"Sequential": Sequential, "Autoencoder": Autoencoder}
 FORMAT = "gpudnn-checkpoint"
 VERSION = 1
 
@@ -146,7 +144,7 @@ def load_checkpoint(path: str | os.PathLike, model: Sequential | None = None, op
     weights = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
     if model is None:
         try:
-            model = MODEL_TYPES[meta["model"]["type"]].from_config(meta["model"])
+            model = Sequential.from_config(meta["model"])
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: cannot rebuild the saved model: {exc}") from None
     elif model.config() != meta["model"]:
@@ -175,7 +173,7 @@ def optimizer_from_checkpoint(meta: dict[str, Any], model: Sequential) -> Optimi
     state = meta.get("optimizer")
     if state is None:
         return None
-    cls = next((c for c in OPTIMIZERS.values() if c.__name__ == state["type"]), None)
+    cls = Optimizer.registry.get(state["type"])
     if cls is None:
         raise CheckpointError(f"unknown optimizer type {state['type']!r} in checkpoint")
     hyper = dict(state["hyper"])

@@ -9,12 +9,14 @@ same at every level.
 
 from __future__ import annotations
 
+import math
 import numbers
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
-from .kernels._common import check_finite_scalar as real
+from .kernels import check_finite_scalar as real
 
 __all__ = ["choice", "features", "flag", "fraction", "integer", "labels", "positive_int", "real", "seed"]
 
@@ -70,25 +72,27 @@ def _cell(i: int, j: int) -> str:
 
 
 def features(name: str, X: Any, *, width: int | None = None, dtype: Any = None, flatten: bool = False,
-             locate: Callable[[int, int], str] | None = None) -> np.ndarray:
-    """Host features as a C-contiguous (n_samples >= 1, n_features) array of finite numbers.
+             locate: Callable[[int, int], str] | None = None, columns: str = "features") -> np.ndarray:
+    """Host data as a C-contiguous (n_samples >= 1, n_columns) array of finite numbers.
 
-    ``width``: the number of features required. ``dtype``: the dtype to convert to (values beyond
+    ``width``: the number of columns required. ``dtype``: the dtype to convert to (values beyond
     its range count as non-finite); None keeps float32/float64 and makes other numbers float64.
-    ``flatten``: trailing axes become features ((n, 8, 8) -> (n, 64)); otherwise X must be 2-D.
-    ``locate(i, j)`` names sample i, feature j in messages (default "sample i, feature j").
+    ``flatten``: trailing axes become columns ((n, 8, 8) -> (n, 64), (n,) -> (n, 1)); otherwise X
+    must be 2-D.
+    ``locate(i, j)`` names sample i, column j in messages (default "sample i, feature j");
+    ``columns`` is what messages call the columns.
     """
     X = np.asarray(X)
     if X.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
-    if flatten and X.ndim >= 2:
-        X = X.reshape(X.shape[0], -1)
+    if flatten and X.ndim >= 1:
+        X = X.reshape(X.shape[0], math.prod(X.shape[1:]))
     if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (samples, features), got shape {X.shape}")
+        raise ValueError(f"{name} must be 2-D (samples, {columns}), got shape {X.shape}")
     if X.shape[0] == 0:
         raise ValueError(f"{name} has no samples")
     if width is not None and X.shape[1] != width:
-        raise ValueError(f"{name} has {X.shape[1]} features, expected {width}")
+        raise ValueError(f"{name} has {X.shape[1]} {columns}, expected {width}")
     if dtype is None:
         dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
     with np.errstate(over="ignore"):  # values beyond the dtype become Inf, reported just below
@@ -96,7 +100,7 @@ def features(name: str, X: Any, *, width: int | None = None, dtype: Any = None, 
     finite = np.isfinite(X)
     if not finite.all():
         i, j = (int(v) for v in np.argwhere(~finite)[0])
-        raise ValueError(f"{name} contains NaN or Inf (or a value beyond {np.dtype(dtype)}), first at "
+        raise ValueError(f"{name} must be finite, found a NaN or Inf (or a value beyond {np.dtype(dtype)}) at "
                          f"{(locate or _cell)(i, j)}")
     return X
 
@@ -113,20 +117,20 @@ def labels(name: str, y: Any, *, n_classes: int | None = None, locate: Callable[
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of class labels, got shape {y.shape}")
+        raise ValueError(f"{name} must be a 1-D array of integer class labels, got shape {y.shape}")
     if y.dtype.kind == "f":
         bad = ~np.isfinite(y) | (y != np.round(y)) | (np.abs(y) >= 2**53)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{name} must hold integer class labels, found {y[i].item()!r} at {locate(i)}")
+            raise ValueError(f"{name} must be integers (class labels), found {y[i].item()!r} at {locate(i)}")
     elif y.dtype.kind not in "iub":
-        raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
+        raise TypeError(f"{name} must be integers (class labels), got dtype {y.dtype}")
     out = y.astype(np.int64)
     if out.size:
         low, high = int(np.argmin(out)), int(np.argmax(out))
         if out[low] < 0:
-            raise ValueError(f"{name} labels must be >= 0, found {out[low]} at {locate(low)}")
+            raise ValueError(f"{name} must be >= 0 (class labels), found {out[low]} at {locate(low)}")
         if n_classes is not None and out[high] >= n_classes:
-            raise ValueError(f"{name} labels must be below {n_classes} (the number of classes), found "
+            raise ValueError(f"{name} must be below {n_classes} (the number of classes), found "
                              f"{out[high]} at {locate(high)}")
     return out

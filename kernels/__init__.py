@@ -14,6 +14,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ._common import LAUNCHES, check_finite_scalar, simulator_enabled
+
+__all__ = ["LAUNCHES", "OP_MODULES", "check_finite_scalar", "op", "simulator_enabled"]
+
 # Every op a Backend offers and the module whose OPS table holds it.
 OP_MODULES: dict[str, str] = {
     "bias_act": "bias_act",

@@ -24,8 +24,9 @@ import math
 import numbers
 import os
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -114,7 +115,8 @@ def check_same_kind(reference_name: str, reference: Any, **arrays: Any) -> None:
     for name, a in arrays.items():
         if a is not None and isinstance(a, np.ndarray) != on_host:
             where = "host (NumPy)" if on_host else "device (CuPy)"
-            raise TypeError(f"{name} must be a {where} array like {reference_name}, got {type(a).__module__}.{type(a).__name__}")
+            raise TypeError(f"{name} must be a {where} array like {reference_name}, got "
+                            f"{type(a).__module__}.{type(a).__name__}")
 
 
 def _overlap(a: Any, b: Any) -> bool:

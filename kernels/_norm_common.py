@@ -9,7 +9,8 @@ accumulator and the column-strip kernel that sums dgamma and dbeta into it.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import cuda

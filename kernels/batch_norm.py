@@ -40,7 +40,15 @@ import numpy as np
 from numba import cuda, njit
 
 from . import _common as c
-from ._norm_common import BackwardPlan, ForwardPlan, backward_plan, check_vectors, cuda_backward, forward_plan, results
+from ._norm_common import (
+    BackwardPlan,
+    ForwardPlan,
+    backward_plan,
+    check_vectors,
+    cuda_backward,
+    forward_plan,
+    results,
+)
 from ._reductions import column_adder
 
 OPS = c.OpTable()

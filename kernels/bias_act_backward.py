@@ -21,7 +21,15 @@ from numba import cuda, float64, njit
 
 from . import _common as c
 from ._reductions import column_adder
-from .activations import FROM_OUTPUT, NAMES, activation_code, cpu_scalars, cuda_scalars, grad_from_output_ref, grad_ref
+from .activations import (
+    FROM_OUTPUT,
+    NAMES,
+    activation_code,
+    cpu_scalars,
+    cuda_scalars,
+    grad_from_output_ref,
+    grad_ref,
+)
 
 OPS = c.OpTable()
 

@@ -16,7 +16,8 @@ x / dy: any shape, float32/float64, C-contiguous. p: a float in [0, 1). seed: an
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import cuda, njit

@@ -37,8 +37,15 @@ import numpy as np
 from numba import cuda, njit
 
 from . import _common as c
-from ._norm_common import (BackwardPlan, ForwardPlan, backward_plan, cuda_backward, forward_plan, results,
-                           zero_parameter_grads)
+from ._norm_common import (
+    BackwardPlan,
+    ForwardPlan,
+    backward_plan,
+    cuda_backward,
+    forward_plan,
+    results,
+    zero_parameter_grads,
+)
 from ._reductions import block_reducer
 
 OPS = c.OpTable()

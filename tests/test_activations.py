@@ -9,11 +9,11 @@ import warnings
 
 import numpy as np
 import pytest
+from gpudnn.kernels import activations as A
+from gpudnn.kernels import bias_act as B
+from gpudnn.kernels._common import NJIT_OPTIONS
 from numba import njit
 
-from gpudnn.kernels import activations as A
-from gpudnn.kernels._common import NJIT_OPTIONS
-from gpudnn.kernels import bias_act as B
 from tests.support import IMPLS, op, to_device, to_host, tolerance
 
 ACTIVATIONS = ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "gelu_tanh", "gelu", "silu", "softplus"]

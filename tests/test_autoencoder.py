@@ -41,5 +41,5 @@ def test_encode_decode_shapes_config_and_checkpoint(tmp_path, rng):
     loaded = gd.load_checkpoint(tmp_path / "ae.npz").model
     assert isinstance(loaded, gd.Autoencoder) and loaded.config() == model.config()
     np.testing.assert_array_equal(loaded.encode(x), z)
-    with pytest.raises(ValueError, match="positive ints"):
+    with pytest.raises(ValueError, match="must be >= 1"):
         gd.Autoencoder(10, 0)

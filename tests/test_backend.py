@@ -157,6 +157,7 @@ def test_every_op_table_entry_is_offered_by_the_backend():
     import pkgutil
 
     import gpudnn.kernels as kernels
+
     from gpudnn.backend.base import Backend
 
     tables = {info.name: importlib.import_module(f"gpudnn.kernels.{info.name}").OPS
@@ -174,6 +175,7 @@ def test_every_op_table_entry_is_offered_by_the_backend():
 
 def test_precompile_runs_every_fused_op(monkeypatch):
     import gpudnn.kernels as kernels
+
     from gpudnn.backend.numpy_backend import NumpyBackend
 
     b = NumpyBackend()

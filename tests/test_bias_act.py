@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
-
 from gpudnn.kernels import activations as A
 from gpudnn.kernels import bias_act as bias_act_module
+
 from tests.support import IMPLS, op, to_device, tolerance
 
 SHAPES = [(1, 1), (7, 13), (300, 257)]

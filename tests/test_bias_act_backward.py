@@ -8,9 +8,9 @@ import warnings
 
 import numpy as np
 import pytest
-
 from gpudnn.kernels import activations as A
 from gpudnn.kernels import bias_act_backward as K
+
 from tests.support import HAVE_GPU, IMPLS, op, to_device, to_host, tolerance
 from tests.test_activations import ACTIVATIONS, ALPHA, EXTREMES, exact_forward
 

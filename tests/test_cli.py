@@ -77,8 +77,8 @@ def test_resume_continues_from_the_saved_epoch(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["train", "--dataset", "nope"], "unknown dataset 'nope'"),
-    (["train", "--hidden", "12,x"], "--hidden must be comma-separated"),
-    (["train", "--optimizer", "lbfgs"], "--optimizer must be one of"),
+    (["train", "--hidden", "12,x"], "argument --hidden: must be comma-separated"),
+    (["train", "--optimizer", "lbfgs"], "argument --optimizer: invalid choice: 'lbfgs'"),
     (["train", "--epochs", "0"], "must be a positive integer"),
     (["evaluate", "--model", "missing.npz"], "does not exist"),
     (["predict", "--model", "missing.npz", "--input", "x.csv"], "does not exist"),

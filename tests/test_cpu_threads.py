@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from gpudnn.kernels import _common
+
 from tests.support import op
 
 

@@ -104,15 +104,17 @@ def test_train_test_split_partitions_and_stratifies(rng, n, stratify):
         assert not np.array_equal(np.sort(other[1]), np.sort(X_te))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(test_fraction=0.0), "test_fraction"),
-    (dict(test_fraction=1.0), "test_fraction"),
-    (dict(test_fraction=float("nan")), "test_fraction"),
-    (dict(seed=-1), "seed"),
-    (dict(seed=True), "seed"),
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(test_fraction=0.0), ValueError, "test_fraction"),
+    (dict(test_fraction=1.0), ValueError, "test_fraction"),
+    (dict(test_fraction=float("nan")), ValueError, "test_fraction"),
+    (dict(test_fraction="0.5"), TypeError, "test_fraction"),
+    (dict(seed=-1), ValueError, "seed"),
+    (dict(seed=True), TypeError, "seed"),
+    (dict(seed=1.5), TypeError, "seed"),
 ])
-def test_train_test_split_rejects_bad_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+def test_train_test_split_rejects_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
         train_test_split(np.zeros((10, 2)), np.arange(10) % 2, **kwargs)
 
 
@@ -128,7 +130,7 @@ def test_train_test_split_rejects_bad_data():
         train_test_split(np.zeros((1, 2)), np.zeros(1, int))
     with pytest.raises(ValueError, match="integers"):
         train_test_split(np.zeros((4, 2)), np.array([0, 1, 1.5, 0]))
-    with pytest.raises(ValueError, match="integers"):
+    with pytest.raises(TypeError, match="integers"):
         train_test_split(np.zeros((4, 2)), np.array(["a", "b", "a", "b"]))
     # without stratification any labels are fine
     assert train_test_split(np.zeros((4, 2)), np.array(["a", "b", "a", "b"]), stratify=False)[3].shape == (1,)
@@ -173,7 +175,7 @@ def test_one_hot(rng):
     np.testing.assert_array_equal(out, np.eye(5, dtype=np.float32)[y])
     assert one_hot(np.array([2.0]), 3, dtype=np.float64).tolist() == [[0.0, 0.0, 1.0]]
     assert one_hot(np.zeros(0, int), 3).shape == (0, 3)
-    with pytest.raises(ValueError, match="not below n_classes=5"):
+    with pytest.raises(ValueError, match="must be below 5"):
         one_hot(np.array([0, 5]), 5)
     with pytest.raises(ValueError, match=">= 0"):
         one_hot(np.array([0, -1]), 5)
@@ -241,8 +243,8 @@ def test_mnist1d_options():
     match = np.abs(xs[:, :, None] - x[:, None, :]).max(0).argmin(1)
     np.testing.assert_allclose(xs, x[:, match], atol=1e-12)
     assert sorted(match) == list(range(40)) and not np.array_equal(match, np.arange(40))
-    for bad in (0, 15, True, 10.0):
-        with pytest.raises(ValueError, match="n_samples"):
+    for bad, error in ((0, ValueError), (15, ValueError), (True, TypeError), (10.0, TypeError)):
+        with pytest.raises(error, match="n_samples"):
             load_dataset("mnist1d", n_samples=bad)
 
 
@@ -337,7 +339,6 @@ def test_spirals_shapes_and_separability(rng):
     ("blobs", dict(n_features=0), "n_features"),
     ("blobs", dict(noise=-1.0), "noise"),
     ("spirals", dict(noise=float("inf")), "noise"),
-    ("spirals", dict(n_samples=2.5), "n_samples"),
     ("spirals", dict(test_fraction=1.5), "test_fraction"),
     ("digits", dict(test_fraction=0.0), "test_fraction"),
 ])
@@ -384,9 +385,9 @@ def test_npz_with_and_without_test_set(tmp_path, rng):
     (dict(X=np.zeros((4, 2)), y=np.zeros(3, int)), "X has 4 samples but y has 3"),
     (dict(X=np.array([[0.0, np.nan]] * 4), y=np.zeros(4, int)), "finite.*sample 0, feature 1"),
     (dict(X=np.array([[1e39, 0.0]] * 4), y=np.zeros(4, int)), "finite"),
-    (dict(X=np.zeros((4, 2)), y=np.array([0, 1, 2.5, 1])), "integers, found 2.5 at sample 2"),
+    (dict(X=np.zeros((4, 2)), y=np.array([0, 1, 2.5, 1])),
+     r"y must be integers \(class labels\), found 2.5 at sample 2"),
     (dict(X=np.zeros((4, 2)), y=np.array([0, -1, 1, 1])), ">= 0"),
-    (dict(X=np.array([["a", "b"]] * 4), y=np.zeros(4, int)), "real numbers"),
     (dict(X=np.zeros((4, 2)), y=np.zeros(4, int), X_test=np.zeros((2, 3)), y_test=np.zeros(2, int)),
      "2 features per sample but X_test 3"),
     (dict(X=np.zeros((4, 2)), y=np.zeros(4, int), X_test=np.zeros((2, 2)), y_test=np.zeros(3, int)),
@@ -398,6 +399,15 @@ def test_npz_errors_name_file_and_problem(tmp_path, arrays, match):
     with pytest.raises(ValueError, match=match) as info:
         load_dataset(path)
     assert str(path) in str(info.value)
+
+
+def test_wrongly_typed_data_is_a_type_error_naming_file_and_option(tmp_path):
+    path = tmp_path / "text.npz"
+    np.savez(path, X=np.array([["a", "b"]] * 4), y=np.zeros(4, int))
+    with pytest.raises(TypeError, match=f"{path}: X must hold real numbers"):
+        load_dataset(path)
+    with pytest.raises(TypeError, match="n_samples must be an int"):
+        load_dataset("spirals", n_samples=2.5)
 
 
 def test_npz_unreadable_or_missing(tmp_path):
@@ -455,7 +465,7 @@ def test_csv_without_header_default_last_column(tmp_path):
     ("1,2,0\n3,,1\n", {}, "line 2, column 2: cannot read '' as a number"),
     ("a,b,y\n1,nan,0\n3,4,1\n", {}, r"finite.*line 2, column 2 \('b'\)"),
     ("a,b,y\n1,2,0\n3,-inf,1\n", {}, "finite.*line 3, column 2"),
-    ("a,b,y\n1,2,0.5\n3,4,1\n", {}, r"integers, found 0.5 at line 2, column 3 \('y'\)"),
+    ("a,b,y\n1,2,0.5\n3,4,1\n", {}, r"integers \(class labels\), found 0.5 at line 2, column 3 \('y'\)"),
     ("a,b,y\n1,2,0\n3,4,-2\n", {}, ">= 0.*line 3"),
     ("a,b,y\n1,2,0\n3,4\n", {}, "line 3 has 2 fields, expected 3"),
     ("1,2,0\n3,4,1\n", dict(label="y"), "no header row"),

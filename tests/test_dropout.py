@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from gpudnn.kernels import dropout as D
+
 from tests.support import IMPLS, op, to_device, to_host
 
 DTYPES = [np.float32, np.float64]

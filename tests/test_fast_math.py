@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from numba import njit
-
 from gpudnn.kernels import _common as c
 from gpudnn.kernels.fast_math import exp32, log1p32, maximum
+from numba import njit
 
 TINY = np.finfo(np.float32).tiny  # smallest normal float32, 1.18e-38
 

@@ -119,7 +119,7 @@ def test_clear_errors():
         gd.Sequential(gd.Dense(4, 3), gd.Dense(4, 2))
     with pytest.raises(ValueError, match="activation must be one of"):
         gd.Dense(3, 3, activation="swishy")
-    with pytest.raises(ValueError, match="p must be a probability"):
+    with pytest.raises(ValueError, match="p must be < 1.0"):
         gd.Dropout(1.0)
     with pytest.raises(TypeError, match="transfer it explicitly"):
         model([[0.0] * 4])
@@ -144,10 +144,10 @@ def test_backward_leaves_the_callers_gradient_alone_unless_allowed(rng):
 
 def test_non_finite_settings_are_refused_up_front():
     for make, message in [
-        (lambda: gd.Cosine(float("nan")), "Cosine needs"),
-        (lambda: gd.WarmUp(float("inf")), "WarmUp needs finite epochs"),
-        (lambda: gd.StepDecay(float("nan")), "StepDecay needs"),
-        (lambda: gd.EarlyStopping(min_delta=float("nan")), "finite min_delta"),
+        (lambda: gd.Cosine(float("nan")), "epochs must be finite"),
+        (lambda: gd.WarmUp(float("inf")), "epochs must be finite"),
+        (lambda: gd.StepDecay(float("nan")), "every must be finite"),
+        (lambda: gd.EarlyStopping(min_delta=float("nan")), "min_delta must be finite"),
         (lambda: gd.Dense(3, 3, activation="leaky_relu", alpha=float("nan")), "alpha must be finite"),
         (lambda: gd.Activation("leaky_relu", alpha=float("inf")), "alpha must be finite"),
         (lambda: gd.MSELoss()(np.zeros((3, 2), np.float32), np.zeros((3, 3), np.float32)),

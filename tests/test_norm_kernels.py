@@ -4,12 +4,13 @@ statistics, large offsets, NaN, empty inputs, in place, and named errors for bad
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
-
 from gpudnn.kernels import batch_norm, layer_norm
+
 from tests.support import IMPLS, SIMULATOR, numeric_grad, op, to_device, to_host, tolerance
 
 DTYPES = [np.float32, np.float64]

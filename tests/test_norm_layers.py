@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import gpudnn as gd
-from gpudnn.cli.train import build_mlp
+from gpudnn.nn.mlp import build_mlp
 from tests.test_layers import check_model_gradients
 
 
@@ -91,7 +91,7 @@ def test_buffers_are_saved_loaded_and_checkpointed(tmp_path, rng):
     path = tmp_path / "bn.npz"
     gd.save_checkpoint(path, model, opt)
     restored = gd.load_checkpoint(path).model
-    assert [type(l).__name__ for l in restored.layers] == [type(l).__name__ for l in model.layers]
+    assert [type(layer).__name__ for layer in restored.layers] == [type(layer).__name__ for layer in model.layers]
     for name, value in restored.state_dict().items():
         np.testing.assert_array_equal(value, state[name], err_msg=name)
     x = rng.standard_normal((5, 3)).astype(np.float32)
@@ -122,7 +122,7 @@ def test_clear_errors(rng):
 
 def test_build_mlp_places_the_norm_between_dense_and_activation():
     model = build_mlp(8, [16, 12], 3, "gelu", 0.1, norm="layer")
-    kinds = [type(l).__name__ for l in model.layers]
+    kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds == ["Dense", "LayerNorm", "Activation", "Dropout", "Dense", "LayerNorm", "Activation", "Dropout",
                      "Dense"]
     assert model.layers[0].activation == "identity" and model.layers[0].init == "he"
@@ -132,7 +132,8 @@ def test_build_mlp_places_the_norm_between_dense_and_activation():
 
 
 def test_dense_without_bias(rng):
-    model = gd.Sequential(gd.Dense(4, 3, activation="tanh", bias=False, dtype=np.float64), gd.Dense(3, 2, dtype=np.float64))
+    model = gd.Sequential(gd.Dense(4, 3, activation="tanh", bias=False, dtype=np.float64),
+                          gd.Dense(3, 2, dtype=np.float64))
     model.layers[0].needs_input_grad = True
     assert [p.name for p in model.parameters()] == ["0.W", "1.W", "1.b"]
     check_model_gradients(model, gd.MSELoss(), rng.standard_normal((5, 4)), rng.standard_normal((5, 2)))

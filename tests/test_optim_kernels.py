@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gpudnn.kernels import optim
 
 from gpudnn.backend.numpy_backend import NumpyBackend
-from gpudnn.kernels import optim
 from tests.support import HAVE_GPU, IMPLS, SIMULATOR, to_device, to_host
 
 DTYPES = [np.float32, np.float64]

@@ -32,8 +32,8 @@ def test_built_wheel_ships_kernels_under_gpudnn(tmp_path):
     assert install.returncode == 0, install.stderr
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"} | {"PYTHONPATH": str(target)}
     code = ("import gpudnn, gpudnn.kernels.bias_act as k, numpy as np; from gpudnn.data import load_dataset; "
-            "print(gpudnn.__file__.startswith(%r), k.bias_act_cpu(np.ones((2, 2), np.float32), None, 'relu').sum(), "
-            "load_dataset('digits').n_classes)" % str(target))
+            f"print(gpudnn.__file__.startswith({str(target)!r}), "
+            "k.bias_act_cpu(np.ones((2, 2), np.float32), None, 'relu').sum(), load_dataset('digits').n_classes)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
                          timeout=300)
     assert run.returncode == 0, run.stderr

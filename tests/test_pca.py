@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 pytest.importorskip("sklearn")
-from sklearn.base import clone  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.decomposition import PCA as SkPCA  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402  (a scikit-learn dependency)
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA as SkPCA
+from threadpoolctl import threadpool_limits
 
-import gpudnn  # noqa: E402
-from gpudnn.decomposition.pca import PCA, NotFittedError  # noqa: E402
+import gpudnn
+from gpudnn.decomposition.pca import PCA, NotFittedError
 
 SOLVERS = ["full", "covariance_eigh", "randomized"]
 ATTRS = ["components_", "explained_variance_", "explained_variance_ratio_", "singular_values_", "mean_"]

@@ -5,7 +5,8 @@ a TypeError/ValueError naming an argument, and a refused call has written nothin
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -65,26 +66,27 @@ def valid(*arrays_: Any) -> bool:
 
 
 def check(module: str, name: str, args: tuple, kwargs: dict, names: list[str], expect_ok: bool | None) -> None:
-    """CPU kernel vs reference: same answer, or the same clear refusal with inputs untouched.
+    """CPU kernel vs reference: same answer, or the same clear refusal with every argument untouched.
 
     expect_ok: True, the call is valid and must compute; False, it must be refused; None, either."""
     TRIED["calls"] += 1
     inputs = [a for a in args if isinstance(a, np.ndarray)]
-    snapshot = [a.copy() for a in inputs]
     results = {}
     for impl in ("ref", "cpu"):
         copies = [clone(a) for a in args]
         if len(args) > 1 and args[0] is args[1]:  # keep deliberate aliasing
             copies[1] = copies[0]
+        before = [c.copy() if isinstance(c, np.ndarray) and c.dtype != object else None for c in copies]
         try:
             results[impl] = kernel(module, name, impl)(*copies, **kwargs)
         except (TypeError, ValueError) as exc:
             message = str(exc)
             assert any(n in message for n in names), f"{impl}: error does not name an argument: {message}"
+            for position, (after, expected) in enumerate(zip(copies, before)):
+                if expected is not None:  # a refused call has written nothing
+                    np.testing.assert_array_equal(after, expected, err_msg=f"{name}_{impl} refused the call but "
+                                                  f"wrote into argument {position}")
             results[impl] = exc
-    for a, before in zip(inputs, snapshot):
-        if a.dtype != object:  # the calls got clones; the originals never change
-            np.testing.assert_array_equal(a, before)
     ref, cpu = results["ref"], results["cpu"]
     assert type(ref) is type(cpu) or not (isinstance(ref, Exception) or isinstance(cpu, Exception)), (ref, cpu)
     if isinstance(ref, Exception):
@@ -99,7 +101,8 @@ def check(module: str, name: str, args: tuple, kwargs: dict, names: list[str], e
         np.testing.assert_allclose(c, r, rtol=2e-4, atol=2e-5, equal_nan=True)
         # No silent NaN: NaN appears in an output only where an input had NaN or +-Inf.
         if np.isnan(c).any():
-            assert any(not np.all(np.isfinite(np.asarray(a, dtype=np.float64))) for a in inputs), "NaN from finite input"
+            nonfinite_inputs = any(not np.all(np.isfinite(np.asarray(a, dtype=np.float64))) for a in inputs)
+            assert nonfinite_inputs, "NaN from finite input"
 
 
 @SETTINGS

@@ -3,7 +3,6 @@ against float64 SciPy maths, PyTorch, and float64 finite differences."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from scipy.special import log_softmax as exact_log_softmax

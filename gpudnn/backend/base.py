@@ -10,13 +10,13 @@ belongs to this backend.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from ..kernels import OP_MODULES
+from ..kernels import LAUNCHES, OP_MODULES
 from ..kernels import op as kernel_op
-from ..kernels._common import LAUNCHES
 
 DEFAULT_DTYPE = np.dtype(np.float32)
 
@@ -111,7 +111,7 @@ class Backend:
     @property
     def launches(self) -> int:
         """Kernel launches so far by every backend whose ops run this one's kernels (``kernel_impl``):
-        compiled CPU kernel calls or CUDA launches (kernels._common.LAUNCHES); the ref kernels launch none."""
+        compiled CPU kernel calls or CUDA launches (kernels.LAUNCHES); the ref kernels launch none."""
         return LAUNCHES[self.kernel_impl]
 
     def _bind(self, name: str) -> Callable[..., Any]:

@@ -7,11 +7,12 @@ first calls on tiny inputs, so a benchmark or a latency-sensitive service pays t
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
-from ..kernels.activations import FROM_OUTPUT, NAMES as ACTIVATION_NAMES
+from ..kernels.activations import FROM_OUTPUT, NAMES
 from .select import get_backend
 
 
@@ -22,7 +23,7 @@ def precompile(dtypes: Iterable[Any] = ("float32",), backend: Any = None, verbos
     for dtype in map(np.dtype, dtypes):
         x = b.asarray(np.linspace(-1, 1, 6).reshape(2, 3), dtype=dtype)
         bias = b.zeros((3,), dtype)
-        for code in ACTIVATION_NAMES:
+        for code in NAMES:
             y = b.bias_act(x, bias, code, 0.01, z_out=b.empty(x.shape, dtype))
             saved, from_output = (y, True) if code in FROM_OUTPUT else (x, False)
             b.bias_act_backward(x, saved, code, 0.01, from_output=from_output)

@@ -11,9 +11,10 @@ import contextlib
 import contextvars
 import functools
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
-from ..kernels._common import simulator_enabled
+from .. import checks
+from ..kernels import simulator_enabled
 from .base import Backend
 
 KINDS = ("auto", "numpy", "cupy", "cudasim")
@@ -147,9 +148,7 @@ def selection_reason(b: Backend | None = None) -> str:
 def seed(n: int | None) -> None:
     """Seed every random generator gpudnn uses, in every backend made so far and to come."""
     global _seed
-    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
-        raise ValueError(f"seed must be a non-negative int or None, got {n!r}")
-    _seed = n
+    _seed = None if n is None else checks.seed("seed", n)
     for b in _instances.values():
         b.seed(n)
 

@@ -1,16 +1,22 @@
-"""Dimensionality-reduction jobs behind `gpudnn pca` and `gpudnn autoencoder`."""
+"""`gpudnn pca` and `gpudnn autoencoder`: dimensionality reduction of a dataset, reported and plotted."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import backend as backend_module
 from ..backend import get_backend
 from ..data import load_dataset, standardize
+from ..decomposition import PCA, Autoencoder
+from ..nn.losses import MSELoss
+from ..optim.optimizers import Adam
+from ..training import fit, predict
 
 
 def _reconstruction_mse(X: np.ndarray, X_hat: np.ndarray) -> float:
@@ -20,8 +26,6 @@ def _reconstruction_mse(X: np.ndarray, X_hat: np.ndarray) -> float:
 def pca_job(*, dataset: str = "digits", components: int = 2, whiten: bool = False, plot: str | None = None,
             seed: int = 0) -> dict[str, Any]:
     """Fit PCA on a dataset's samples; print explained variance; optionally scatter the first two components."""
-    from ..decomposition.pca import PCA
-
     data = load_dataset(dataset, seed=seed)
     X = np.concatenate([data.X_train, data.X_test])
     y = np.concatenate([data.y_train, data.y_test])
@@ -46,22 +50,14 @@ def pca_job(*, dataset: str = "digits", components: int = 2, whiten: bool = Fals
     return {"dataset": dataset, "explained_variance_ratio": ratio.tolist(), "seconds": elapsed}
 
 
-def autoencoder_job(*, dataset: str = "digits", latent: int = 2, hidden: str = "128", epochs: int = 60,
+def autoencoder_job(*, dataset: str = "digits", latent: int = 2, hidden: Sequence[int] = (128,), epochs: int = 60,
                     lr: float = 2e-3, batch_size: int = 64, plot: str | None = None, seed: int = 0,
                     quiet: bool = False) -> dict[str, Any]:
     """Train an autoencoder with MSE and compare its test reconstruction error with PCA's at the same size."""
-    from .. import backend as backend_module
-    from ..decomposition.autoencoder import Autoencoder
-    from .train import parse_hidden
-    from ..nn.losses import MSELoss
-    from ..optim.optimizers import Adam
-    from ..decomposition.pca import PCA
-    from ..training.loop import fit, predict
-
     backend_module.seed(seed)
     data = load_dataset(dataset, seed=seed)
     X_train, X_test, mean, std = standardize(data.X_train, data.X_test)
-    model = Autoencoder(X_train.shape[1], latent, parse_hidden(hidden))
+    model = Autoencoder(X_train.shape[1], latent, list(hidden))
     history = fit(model, MSELoss(), Adam(model.parameters(), lr=lr), X_train, X_train, epochs=epochs,
                   batch_size=batch_size, validation_data=(X_test, X_test), progress=not quiet)
     b = get_backend()

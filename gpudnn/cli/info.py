@@ -1,4 +1,4 @@
-"""What gpudnn runs on: chosen backend and why, the device, and library versions."""
+"""`gpudnn info`: the chosen backend and why, the device, and library versions."""
 
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ def _version(*dists: str) -> str:
         except md.PackageNotFoundError:
             continue
     return "not installed"
+
+
+def _cuda_version(version: int) -> str:
+    """CUDA's integer version (12040) as text (12.4)."""
+    return f"{version // 1000}.{version % 1000 // 10}"
 
 
 def report() -> dict[str, str]:
@@ -39,12 +44,19 @@ def report() -> dict[str, str]:
         props = rt.getDeviceProperties(cupy.cuda.Device().id)
         name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
         free, total = cupy.cuda.Device().mem_info
-        fmt = lambda v: f"{v // 1000}.{v % 1000 // 10}"  # noqa: E731
         info.update({
             "device": name,
             "compute capability": f"{props['major']}.{props['minor']}",
             "device memory": f"{total / 2**30:.1f} GiB ({free / 2**30:.1f} GiB free)",
-            "CUDA runtime": fmt(rt.runtimeGetVersion()),
-            "CUDA driver": fmt(rt.driverGetVersion()),
+            "CUDA runtime": _cuda_version(rt.runtimeGetVersion()),
+            "CUDA driver": _cuda_version(rt.driverGetVersion()),
         })
     return info
+
+
+def info_job() -> None:
+    """Print ``report()`` as aligned lines."""
+    info = report()
+    width = max(map(len, info))
+    for key, value in info.items():
+        print(f"{key:<{width}}  {value}")

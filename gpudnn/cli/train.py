@@ -1,7 +1,7 @@
-"""The jobs behind the command line: train, evaluate, predict (PCA and autoencoder live in reduce_jobs).
+"""`gpudnn train`, `evaluate` and `predict`: an MLP classifier on a dataset, and saved models used again.
 
-Each job takes plain arguments, prints human-readable progress and results, and returns a
-JSON-able summary, so the CLI stays a thin argument parser.
+Each job takes plain keyword arguments (the command's options), prints human-readable progress and
+results, and returns a JSON-able summary, so the parser stays thin.
 """
 
 from __future__ import annotations
@@ -9,60 +9,21 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import backend as backend_module
 from ..backend import get_backend, selection_reason
-from ..data import load_dataset, standardize
-from ..nn.initializers import default_init
 from ..checkpoint import atomic_write, load_checkpoint, save_checkpoint
-from ..nn.layers import Activation, Dense, Dropout
-from ..nn.losses import LOSSES, SoftmaxCrossEntropy
-from ..nn.sequential import Sequential
-from ..nn.normalization import BatchNorm1d, LayerNorm
-from ..optim.optimizers import OPTIMIZERS
-from ..training.loop import evaluate, fit, predict
-
-
-class UsageError(Exception):
-    """Bad arguments or data: the CLI prints one line and exits with code 2."""
-
-
-def parse_hidden(text: str) -> list[int]:
-    """"256,128" -> [256, 128]; "" or "none" -> []."""
-    if text.strip().lower() in ("", "none"):
-        return []
-    try:
-        sizes = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise UsageError(f"--hidden must be comma-separated positive ints like 256,128, got {text!r}") from None
-    if any(s < 1 for s in sizes):
-        raise UsageError(f"--hidden sizes must be positive, got {text!r}")
-    return sizes
-
-
-NORMS = {"none": None, "layer": LayerNorm, "batch": BatchNorm1d}
-
-
-def build_mlp(n_in: int, hidden: list[int], n_out: int, activation: str, dropout: float,
-              norm: str = "none") -> Sequential:
-    """Dense hidden layers (fused activation), or Dense -> LayerNorm/BatchNorm1d -> Activation with a norm."""
-    if norm not in NORMS:
-        raise UsageError(f"--norm must be one of {', '.join(NORMS)}, got {norm!r}")
-    layers: list[Any] = []
-    for width in hidden:
-        if NORMS[norm] is None:
-            layers.append(Dense(n_in, width, activation=activation))
-        else:
-            layers += [Dense(n_in, width, init=default_init(activation), bias=norm != "batch"), NORMS[norm](width),
-                       Activation(activation)]
-        if dropout > 0:
-            layers.append(Dropout(dropout))
-        n_in = width
-    layers.append(Dense(n_in, n_out))
-    return Sequential(*layers)
+from ..data import load_dataset, load_features, standardize
+from ..nn.losses import Loss, SoftmaxCrossEntropy
+from ..nn.mlp import build_mlp
+from ..optim.optimizers import Optimizer
+from ..training import EarlyStopping, History, evaluate, fit, predict
+from .usage import UsageError
 
 
 def _scaling(extra: dict[str, Any], dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray] | None:
@@ -74,17 +35,13 @@ def _write_json(path: str | Path, payload: dict[str, Any]) -> None:
     atomic_write(path, lambda f: f.write((json.dumps(payload, indent=2) + "\n").encode()))
 
 
-def train_job(*, dataset: str = "digits", hidden: str = "256,128", activation: str = "relu", dropout: float = 0.1,
-              norm: str = "none",
-              optimizer: str = "adam", lr: float = 1e-3, epochs: int = 30, batch_size: int = 64, l1: float = 0.0,
-              l2: float = 0.0, weight_decay: float = 0.0, seed: int = 0, val_fraction: float = 0.1,
-              patience: int | None = None, label: str | None = None, save: str | None = None,
+def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), activation: str = "relu",
+              dropout: float = 0.1, norm: str = "none", optimizer: str = "adam", lr: float = 1e-3, epochs: int = 30,
+              batch_size: int = 64, l1: float = 0.0, l2: float = 0.0, weight_decay: float = 0.0, seed: int = 0,
+              val_fraction: float = 0.1, patience: int | None = None, label: str | None = None, save: str | None = None,
               resume: str | None = None, plot: str | None = None, metrics_json: str | None = None,
               on_nonfinite: str = "raise", quiet: bool = False) -> dict[str, Any]:
     """Train an MLP classifier on a dataset and report test accuracy, wall time and backend."""
-    from .. import backend as backend_module
-    from ..training.loop import EarlyStopping
-
     started = time.perf_counter()
     backend_module.seed(seed)
     b = get_backend()
@@ -113,13 +70,12 @@ def train_job(*, dataset: str = "digits", hidden: str = "256,128", activation: s
         if not quiet:
             print(f"resumed from {resume} after epoch {initial_epoch}", file=sys.stderr)
     else:
-        if optimizer not in OPTIMIZERS:
-            raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
-        model = build_mlp(data.n_features, parse_hidden(hidden), data.n_classes, activation, dropout, norm)
+        optimizer_type = Optimizer.named(optimizer)
+        model = build_mlp(data.n_features, list(hidden), data.n_classes, activation, dropout, norm)
         regularization = {"l1": l1, "l2": l2}
-        if weight_decay or optimizer == "adamw":
+        if weight_decay or optimizer_type.__name__ == "AdamW":
             regularization["weight_decay"] = weight_decay
-        opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr, **regularization)
+        opt = optimizer_type(model.parameters(), lr=lr, **regularization)
     extra = {"dataset": dataset, "seed": seed, "label": label,
              "standardize": {"mean": mean.tolist(), "std": std.tolist()}, "n_classes": data.n_classes}
     epochs_log = list(history_before)
@@ -148,7 +104,6 @@ def train_job(*, dataset: str = "digits", hidden: str = "256,128", activation: s
     print(f"wall time {wall:.1f} s  backend {b.name} ({selection_reason(b)})")
     if plot:
         from .plots import training_curves
-        from ..training.loop import History
 
         training_curves(History(epochs=epochs_log), plot, title=f"gpudnn MLP on {dataset}")
         print(f"curves written to {plot}")
@@ -177,7 +132,7 @@ def evaluate_job(*, model: str, dataset: str | None = None, label: str | None = 
     if scaling is not None:
         X = (X - scaling[0]) / scaling[1]
     loss_cfg = dict(ckpt.meta.get("loss") or {"type": "SoftmaxCrossEntropy"})
-    loss_fn = LOSSES[loss_cfg.pop("type")](**loss_cfg)
+    loss_fn = Loss.named(loss_cfg.pop("type"))(**loss_cfg)
     result = evaluate(ckpt.model, loss_fn, X, y)
     print(f"{split} accuracy {result.get('accuracy', float('nan')):.4f}  {split} loss {result['loss']:.4f}  "
           f"({len(y)} samples of {data.name})")
@@ -186,8 +141,6 @@ def evaluate_job(*, model: str, dataset: str | None = None, label: str | None = 
 
 def predict_job(*, model: str, input: str, output: str | None = None, label: str | None = None) -> np.ndarray:
     """Class predictions of a saved model for the samples in a file (.npz X, .csv, .npy)."""
-    from ..data import load_features
-
     ckpt = load_checkpoint(model, restore_rng=False)
     extra = ckpt.extra
     X = load_features(input, label=label)

@@ -20,10 +20,18 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from .dataset import Dataset, check_seed, describe, one_hot, standardize, train_test_split
+from .. import checks
+from .dataset import (
+    Dataset,
+    describe,
+    one_hot,
+    standardize,
+    train_test_split,
+)
 from .digits import load_digits
 from .features import load_features
 from .files import file_kind, load_csv, load_idx, load_npz
@@ -51,7 +59,7 @@ def load_dataset(name: str | os.PathLike, *, seed: int = 0, **options: Any) -> D
     arrays. Unknown names and unsupported files raise ValueError; options a dataset does
     not take raise TypeError listing those it does.
     """
-    seed = check_seed(seed)
+    seed = checks.seed("seed", seed)
     text = os.fspath(name)
     if text in _BUILTIN:
         loader, args, what = _BUILTIN[text], (), repr(text)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
+
+from .. import checks
 
 FEATURE_DTYPE = np.dtype(np.float32)
 LABEL_DTYPE = np.dtype(np.int64)
@@ -79,78 +80,6 @@ def describe(dataset: Dataset) -> str:
     return "\n".join(lines)
 
 
-def check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return int(seed)
-
-
-def check_fraction(test_fraction: float) -> float:
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float, np.floating)):
-        raise TypeError(f"test_fraction must be a float, got {type(test_fraction).__name__}")
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction!r}")
-    return float(test_fraction)
-
-
-def _sample(i: int) -> str:
-    return f"sample {i}"
-
-
-def _cell(i: int, j: int) -> str:
-    return f"sample {i}, feature {j}"
-
-
-def as_labels(y: np.ndarray, where: str, locate: Callable[[int], str] | None = None) -> np.ndarray:
-    """Labels as a 1-D int64 array of non-negative integers; float labels must be integral.
-
-    `where` starts every error message (a file name, or an argument name); locate(i) names
-    sample i in it (a CSV line, say; default "sample i").
-    """
-    locate = locate or _sample
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(f"{where}: labels must be 1-D, got shape {y.shape}")
-    if y.dtype.kind == "f":
-        bad = ~np.isfinite(y) | (y != np.round(y)) | (np.abs(y) >= 2**53)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{where}: labels must be integers, found {y[i].item()!r} at {locate(i)}")
-    elif y.dtype.kind not in "iub":
-        raise ValueError(f"{where}: labels must be integers, got dtype {y.dtype}")
-    labels = y.astype(LABEL_DTYPE)
-    if labels.size and labels.min() < 0:
-        i = int(np.argmin(labels))
-        raise ValueError(f"{where}: labels must be >= 0, found {labels[i]} at {locate(i)}")
-    return labels
-
-
-def as_features(X: np.ndarray, where: str, locate: Callable[[int, int], str] | None = None) -> np.ndarray:
-    """Features as a 2-D float32 array (n_samples, n_features), flattening trailing axes.
-
-    Rejects non-numeric dtypes and any NaN/Inf, including values beyond the float32 range;
-    locate(i, j) names sample i, feature j in the message (default "sample i, feature j").
-    """
-    locate = locate or _cell
-    X = np.asarray(X)
-    if X.dtype.kind not in "iubf":
-        raise ValueError(f"{where}: features must be real numbers, got dtype {X.dtype}")
-    if X.ndim == 0:
-        raise ValueError(f"{where}: features must have a sample axis, got a scalar")
-    with np.errstate(over="ignore"):  # values beyond float32 become Inf, reported just below
-        X = np.ascontiguousarray(X.reshape(X.shape[0], math.prod(X.shape[1:])), dtype=FEATURE_DTYPE)
-    bad = ~np.isfinite(X)
-    if bad.any():
-        i, j = (int(v) for v in np.argwhere(bad)[0])
-        raise ValueError(
-            f"{where}: features must be finite, found a NaN/Inf (or a value beyond the float32 "
-            f"range) at {locate(i, j)}"
-        )
-    return X
-
-
 def _stratified_test_counts(counts: np.ndarray, n_test: int, rng: np.random.Generator) -> np.ndarray:
     """Per-class test sizes summing to n_test, proportional to class sizes (largest remainder).
 
@@ -181,8 +110,8 @@ def train_test_split(
     arrays (copies); the inputs are untouched.
     """
     X, y = np.asarray(X), np.asarray(y)
-    test_fraction = check_fraction(test_fraction)
-    rng = np.random.default_rng(check_seed(seed))
+    test_fraction = checks.fraction("test_fraction", test_fraction)
+    rng = np.random.default_rng(checks.seed("seed", seed))
     if X.ndim == 0 or y.ndim != 1 or X.shape[0] != y.shape[0]:
         raise ValueError(f"X and y must have the same number of rows, got X {X.shape} and y {y.shape}")
     n = y.shape[0]
@@ -190,7 +119,7 @@ def train_test_split(
     if n_test >= n:
         raise ValueError(f"test_fraction={test_fraction} of {n} samples leaves no training sample")
     if stratify:
-        labels = as_labels(y, "train_test_split y")
+        labels = checks.labels("train_test_split y", y)
         _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
         take = _stratified_test_counts(counts, n_test, rng)
         by_class = np.argsort(inverse, kind="stable")
@@ -247,12 +176,8 @@ def standardize(
 
 def one_hot(y: np.ndarray, n_classes: int, dtype: np.dtype | type = np.float32) -> np.ndarray:
     """(n,) integer labels in [0, n_classes) -> (n, n_classes) array with a single 1 per row."""
-    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
-        raise ValueError(f"n_classes must be a positive int, got {n_classes!r}")
-    labels = as_labels(y, "one_hot y")
-    if labels.size and labels.max() >= n_classes:
-        i = int(np.argmax(labels))
-        raise ValueError(f"one_hot y: label {labels[i]} at index {i} is not below n_classes={n_classes}")
+    n_classes = checks.positive_int("n_classes", n_classes)
+    labels = checks.labels("one_hot y", y, n_classes=n_classes)
     out = np.zeros((labels.shape[0], int(n_classes)), dtype=dtype)
     out[np.arange(labels.shape[0]), labels] = 1
     return out

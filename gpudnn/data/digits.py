@@ -15,7 +15,8 @@ from importlib import resources
 
 import numpy as np
 
-from .dataset import Dataset, check_fraction, train_test_split
+from .. import checks
+from .dataset import Dataset, train_test_split
 
 N_SAMPLES, N_FEATURES, N_CLASSES, MAX_PIXEL = 1797, 64, 10, 16
 
@@ -28,7 +29,7 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 def load_digits(*, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
     """Stratified, seeded split (default 80/20); features pixel / 16 in [0, 1] as float32."""
-    test_fraction = check_fraction(test_fraction)
+    test_fraction = checks.fraction("test_fraction", test_fraction)
     pixels, labels = digits_arrays()
     X = (pixels / np.float32(MAX_PIXEL)).astype(np.float32)
     X_tr, X_te, y_tr, y_te = train_test_split(X, labels.astype(np.int64), test_fraction, seed)

@@ -2,46 +2,21 @@
 
 from __future__ import annotations
 
-import csv
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from .. import checks
+from .csv_table import read_csv
 
-def _csv_matrix(path: Path, label: str | None) -> np.ndarray:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = [(n, [c.strip() for c in row]) for n, row in enumerate(csv.reader(f), 1) if any(c.strip() for c in row)]
-    if not rows:
-        raise ValueError(f"{path}: empty CSV file")
 
-    def numeric(cell: str) -> bool:
-        try:
-            float(cell)
-            return True
-        except ValueError:
-            return False
-
-    names = rows[0][1] if not all(numeric(c) for c in rows[0][1]) else None
-    body = rows[1:] if names else rows
-    width = len(rows[0][1])
-    drop = None
-    if label is not None:
-        if names and label in names:
-            drop = names.index(label)
-        elif label.lstrip("+-").isdigit() and -width <= int(label) < width:
-            drop = int(label) % width
-        else:
-            raise ValueError(f"{path}: --label {label!r} names no column (columns: {names or width})")
-    values = []
-    for line, cells in body:
-        if len(cells) != width:
-            raise ValueError(f"{path}: line {line} has {len(cells)} fields, expected {width}")
-        try:
-            values.append([float(c) for j, c in enumerate(cells) if j != drop])
-        except ValueError:
-            bad = next(j for j, c in enumerate(cells) if not numeric(c))
-            raise ValueError(f"{path}: line {line}, column {bad + 1}: cannot read {cells[bad]!r} as a number") from None
-    return np.array(values, dtype=np.float64)
+def _csv_features(path: Path, label: str | None) -> tuple[np.ndarray, Callable[[int, int], str]]:
+    """The CSV's numbers without its ``label`` column, and a locator of sample i, feature j in the file."""
+    table = read_csv(path)
+    drop = table.index(label) if label is not None else None
+    columns = [j for j in range(table.width) if j != drop]
+    return table.values(columns), lambda i, j: f"line {table.lines[i]}, {table.column(columns[j])}"
 
 
 def load_features(path: str | Path, label: str | None = None) -> np.ndarray:
@@ -49,7 +24,7 @@ def load_features(path: str | Path, label: str | None = None) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
-    suffix = path.suffix.lower()
+    suffix, locate = path.suffix.lower(), None
     try:
         if suffix == ".npy":
             X = np.load(path, allow_pickle=False)
@@ -59,14 +34,9 @@ def load_features(path: str | Path, label: str | None = None) -> np.ndarray:
                     raise ValueError(f"{path}: no array named X (arrays: {npz.files})")
                 X = npz["X"]
         elif suffix == ".csv":
-            X = _csv_matrix(path, label)
+            X, locate = _csv_features(path, label)
         else:
             raise ValueError(f"{path}: unsupported input type; give a .npy, .npz (array X) or .csv file")
     except (OSError, EOFError) as exc:
         raise ValueError(f"{path}: cannot read ({exc})") from None
-    X = X.reshape(len(X), -1) if X.ndim > 2 else X
-    if X.ndim != 2 or X.dtype.kind not in "fiub" or len(X) == 0:
-        raise ValueError(f"{path}: expected a non-empty numeric matrix of samples, got {X.dtype} of shape {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError(f"{path}: features contain NaN or Inf")
-    return X.astype(np.float32)
+    return checks.features(f"{path}: X", X, dtype=np.float32, flatten=True, locate=locate)

@@ -2,7 +2,8 @@
 
 Every problem with a file raises ValueError naming the file and the problem: a missing
 file, a wrong magic number, truncated data, a non-numeric CSV cell (with its line and
-column), NaN/Inf among the features, X and y of different lengths, non-integer labels.
+column), NaN/Inf among the features, X and y of different lengths, non-integer labels
+(TypeError for arrays of the wrong kind, such as text in an .npz).
 Features come back as float32 (n_samples, n_features), labels as int64 >= 0, and
 n_classes = largest label + 1. A file without its own test set is split with
 ``train_test_split`` (stratified, seeded, test_fraction).
@@ -10,17 +11,18 @@ n_classes = largest label + 1. A file without its own test set is split with
 
 from __future__ import annotations
 
-import csv
 import gzip
 import math
 import re
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from .dataset import Dataset, as_features, as_labels, check_fraction, train_test_split
+from .. import checks
+from .csv_table import read_csv
+from .dataset import FEATURE_DTYPE, Dataset, train_test_split
 
 IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, columns)
 IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (count)
@@ -50,12 +52,13 @@ def _assemble(path: Path, X, y, X_test, y_test, *, seed: int, test_fraction: flo
               locate_x: Callable[[int, int], str] | None = None,
               locate_y: Callable[[int], str] | None = None) -> Dataset:
     """Validate train (and optional test) arrays from one file; split when there is no test set."""
-    test_fraction = check_fraction(test_fraction)
+    test_fraction = checks.fraction("test_fraction", test_fraction)
     parts = [("", X, y)] + ([("_test", X_test, y_test)] if X_test is not None else [])
     checked = []
     for suffix, features, labels in parts:
-        features = as_features(features, f"{path}: X{suffix}", locate_x)
-        labels = as_labels(labels, f"{path}: y{suffix}", locate_y)
+        features = checks.features(f"{path}: X{suffix}", features, dtype=FEATURE_DTYPE, flatten=True,
+                                   locate=locate_x)
+        labels = checks.labels(f"{path}: y{suffix}", labels, locate=locate_y)
         if features.shape[0] != labels.shape[0]:
             raise ValueError(
                 f"{path}: X{suffix} has {features.shape[0]} samples but y{suffix} has {labels.shape[0]}"
@@ -104,14 +107,6 @@ def load_npz(path: str | Path, *, seed: int = 0, test_fraction: float = 0.2) -> 
 # --------------------------------------------------------------------------- .csv
 
 
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
 def load_csv(path: str | Path, *, seed: int = 0, test_fraction: float = 0.2, label: int | str = -1,
              header: bool | None = None, delimiter: str = ",") -> Dataset:
     """A table with one sample per row: numeric features and one integer label column.
@@ -122,71 +117,18 @@ def load_csv(path: str | Path, *, seed: int = 0, test_fraction: float = 0.2, lab
     cells is not a number). Blank lines are skipped; cells are stripped of spaces.
     Features are float32, unscaled.
     """
-    path = _existing(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: drop a BOM
-            reader = csv.reader(f, delimiter=delimiter)
-            rows, lines = [], []
-            for row in reader:
-                cells = [c.strip() for c in row]
-                if any(cells):
-                    rows.append(cells)
-                    lines.append(reader.line_num)
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise ValueError(f"{path}: not a readable UTF-8 CSV file ({e})") from e
-    if not rows:
-        raise ValueError(f"{path}: empty CSV file")
-    width = len(rows[0])
-    if width < 2:
-        raise ValueError(f"{path}: need at least 2 columns (features and a label), found {width}")
-    for cells, line in zip(rows, lines):
-        if len(cells) != width:
-            raise ValueError(f"{path}: line {line} has {len(cells)} fields, expected {width}")
-    if header is None:
-        header = not all(_is_number(c) for c in rows[0])
-    names = rows[0] if header else None
-    rows, lines = (rows[1:], lines[1:]) if header else (rows, lines)
-    if not rows:
-        raise ValueError(f"{path}: no data rows after the header")
-
-    def column(j: int) -> str:
-        return f"column {j + 1}" + (f" ({names[j]!r})" if names else "")
-
-    is_index_text = isinstance(label, str) and re.fullmatch(r"[+-]?\d+", label) is not None
-    if is_index_text and not (names and label in names):
-        label = int(label)  # an index given as text (a command line), naming no column
-    if isinstance(label, str):
-        if names is None:
-            raise ValueError(f"{path}: label={label!r} names a column, but the file has no header row")
-        if names.count(label) != 1:
-            raise ValueError(
-                f"{path}: label={label!r} must name exactly one column; columns are {names}"
-            )
-        label_col = names.index(label)
-    elif isinstance(label, (int, np.integer)) and not isinstance(label, bool):
-        if not -width <= label < width:
-            raise ValueError(f"{path}: label column index {label} is out of range for {width} columns")
-        label_col = int(label) % width
-    else:
-        raise TypeError(f"label must be a column name (str) or index (int), got {type(label).__name__}")
-
-    try:
-        values = np.array(rows, dtype=np.float64)
-    except ValueError as e:
-        for cells, line in zip(rows, lines):
-            for j, cell in enumerate(cells):
-                if not _is_number(cell):
-                    raise ValueError(
-                        f"{path}: line {line}, {column(j)}: cannot read {cell!r} as a number"
-                    ) from e
-        raise ValueError(f"{path}: {e}") from e
-    feature_cols = [j for j in range(width) if j != label_col]
+    table = read_csv(_existing(path), delimiter=delimiter, header=header)
+    if table.width < 2:
+        raise ValueError(f"{table.path}: need at least 2 columns (features and a label), found {table.width}")
+    label_col = table.index(label)
+    feature_cols = [j for j in range(table.width) if j != label_col]
+    lines = table.lines
     return _assemble(
-        path, values[:, feature_cols], values[:, label_col], None, None,
+        table.path, table.values(feature_cols), table.values([label_col])[:, 0], None, None,
         seed=seed, test_fraction=test_fraction,
-        source=f"CSV file {path}, label {column(label_col)}",
-        locate_x=lambda i, j: f"line {lines[i]}, {column(feature_cols[j])}",
-        locate_y=lambda i: f"line {lines[i]}, {column(label_col)}",
+        source=f"CSV file {table.path}, label {table.column(label_col)}",
+        locate_x=lambda i, j: f"line {lines[i]}, {table.column(feature_cols[j])}",
+        locate_y=lambda i: f"line {lines[i]}, {table.column(label_col)}",
     )
 
 

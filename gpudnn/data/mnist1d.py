@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dataset import Dataset, check_seed
+from .. import checks
+from .dataset import Dataset
 
 N_CLASSES = 10
 TEMPLATE_LEN = 12
@@ -116,9 +117,8 @@ def mnist1d_arrays(
 
     n_samples must be a positive multiple of 10 (n_samples // 10 per digit).
     """
-    seed = check_seed(seed)
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
-            or n_samples < N_CLASSES or n_samples % N_CLASSES:
+    seed = checks.seed("seed", seed)
+    if checks.integer("n_samples", n_samples, low=N_CLASSES) % N_CLASSES:
         raise ValueError(f"n_samples must be a positive multiple of {N_CLASSES}, got {n_samples!r}")
     rs = np.random.RandomState(seed)
     per_class = n_samples // N_CLASSES

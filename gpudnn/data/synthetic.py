@@ -9,22 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dataset import Dataset, check_fraction, check_seed, train_test_split
+from .. import checks
+from .dataset import Dataset, train_test_split
 
 CENTER_BOX = 10.0  # blob centres are uniform in [-10, 10]^n_features, as in scikit-learn's make_blobs
-
-
-def _positive_int(value: int, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _noise(value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
-            or not np.isfinite(value) or value < 0:
-        raise ValueError(f"noise must be a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 def _class_labels(n_samples: int, n_classes: int) -> np.ndarray:
@@ -44,11 +32,12 @@ def load_blobs(*, seed: int = 0, n_samples: int = 1000, n_features: int = 2, n_c
 
     X (n_samples, n_features) float32, split train/test. noise = 0 puts every point on its centre.
     """
-    n_classes = _positive_int(n_classes, "n_classes", 2)
-    n_samples = _positive_int(n_samples, "n_samples", 2 * n_classes)
-    n_features = _positive_int(n_features, "n_features")
-    noise, test_fraction = _noise(noise), check_fraction(test_fraction)
-    rng = np.random.default_rng(check_seed(seed))
+    n_classes = checks.integer("n_classes", n_classes, low=2)
+    n_samples = checks.integer("n_samples", n_samples, low=2 * n_classes)
+    n_features = checks.positive_int("n_features", n_features)
+    noise = checks.real("noise", noise, low=0)
+    test_fraction = checks.fraction("test_fraction", test_fraction)
+    rng = np.random.default_rng(checks.seed("seed", seed))
     centres = rng.uniform(-CENTER_BOX, CENTER_BOX, (n_classes, n_features))
     y = _class_labels(n_samples, n_classes)
     X = centres[y] + noise * rng.standard_normal((n_samples, n_features))
@@ -65,10 +54,11 @@ def load_spirals(*, seed: int = 0, n_samples: int = 1000, n_classes: int = 3, no
     plus N(0, noise^2) on each coordinate. X (n_samples, 2) float32, split train/test.
     Neighbouring arms are 1 / n_classes apart along a ray; no straight line separates them.
     """
-    n_classes = _positive_int(n_classes, "n_classes", 2)
-    n_samples = _positive_int(n_samples, "n_samples", 2 * n_classes)
-    noise, test_fraction = _noise(noise), check_fraction(test_fraction)
-    rng = np.random.default_rng(check_seed(seed))
+    n_classes = checks.integer("n_classes", n_classes, low=2)
+    n_samples = checks.integer("n_samples", n_samples, low=2 * n_classes)
+    noise = checks.real("noise", noise, low=0)
+    test_fraction = checks.fraction("test_fraction", test_fraction)
+    rng = np.random.default_rng(checks.seed("seed", seed))
     y = _class_labels(n_samples, n_classes)
     s = rng.uniform(0.0, 1.0, n_samples)
     angle = 2 * np.pi * (s + y / n_classes)

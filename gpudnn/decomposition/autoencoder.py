@@ -8,8 +8,10 @@ subspace as PCA with ``latent`` components.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
+from .. import checks
 from ..nn.layers import Dense
 from ..nn.sequential import Sequential
 
@@ -18,9 +20,9 @@ class Autoencoder(Sequential):
     def __init__(self, n_features: int, latent: int, hidden: Sequence[int] = (128,), *, activation: str = "relu",
                  latent_activation: str | None = None, output_activation: str | None = None,
                  dtype: Any = None) -> None:
-        widths = [n_features, *hidden, latent]
-        if any(not isinstance(w, int) or w < 1 for w in widths):
-            raise ValueError(f"n_features, hidden and latent must be positive ints, got {widths}")
+        widths = [checks.positive_int("n_features", n_features),
+                  *(checks.positive_int(f"hidden[{i}]", w) for i, w in enumerate(hidden)),
+                  checks.positive_int("latent", latent)]
         encoder = [Dense(a, b, activation=activation if i < len(hidden) else latent_activation, dtype=dtype)
                    for i, (a, b) in enumerate(zip(widths, widths[1:]))]
         back = widths[::-1]
@@ -48,6 +50,5 @@ class Autoencoder(Sequential):
         return {"type": "Autoencoder", **self._spec}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Autoencoder":
-        spec = {k: v for k, v in config.items() if k != "type"}
+    def _from_spec(cls, spec: dict[str, Any]) -> Autoencoder:
         return cls(**spec)

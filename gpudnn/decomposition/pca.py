@@ -52,7 +52,8 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 

@@ -1,32 +1,29 @@
-"""Layers: Dense, Activation, Dropout and Sequential, written only against the Backend.
+"""Layers: the Layer base, Dense, Activation and Dropout, written only against the Backend.
 
-A layer's ``forward(x, train=True)`` keeps what its ``backward`` needs; ``backward(dy)``
-accumulates parameter gradients and returns dx. ``backward(dy, overwrite_dy=True)`` lets the
-layer reuse dy's memory for its own work (Sequential does so for arrays it owns). Arrays returned in training mode are workspaces
-reused by the layer's next call (copy them to keep them); inference (``train=False``) returns
-fresh arrays.
+A layer's ``forward(x, train=True)`` keeps what its ``backward`` needs; ``backward(dy)`` accumulates
+parameter gradients and returns dx. ``backward(dy, overwrite_dy=True)`` lets the layer reuse dy's
+memory for its own work (Sequential does so for arrays it owns). Arrays returned in training mode are
+workspaces reused by the layer's next call (copy them to keep them); inference (``train=False``)
+returns fresh arrays. Every public Layer subclass is in ``Layer.registry`` by class name, which is
+how configs and checkpoints name layers.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
-from ..backend import ACTIVATION_NAMES as NAMES
-from ..backend import FROM_OUTPUT, activation_code, check_finite_scalar, get_backend
+from .. import checks
+from ..backend import ACTIVATION_NAMES, FROM_OUTPUT, activation_code, get_backend
+from ..registry import Registered
 from .initializers import INITS, default_init, initial_weights
 from .parameter import Parameter
 from .workspace import Workspace
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-class Layer:
+class Layer(Registered, family="layer"):
     """Base class: parameters, buffers (saved but not trained state), train/eval forward, backward.
 
     ``in_features``/``out_features`` are the widths a layer needs and gives (None: any width).
@@ -63,8 +60,24 @@ class Layer:
         return self.forward(x, train=False)
 
     def config(self) -> dict[str, Any]:
-        """JSON-able constructor arguments (checkpoints rebuild models from these)."""
+        """JSON-able constructor arguments with the class name as "type" (see from_config)."""
         raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        """A layer (fresh weights) rebuilt from ``config()``, of the registered class it names."""
+        if not isinstance(config, dict) or not isinstance(config.get("type"), str):
+            raise ValueError(f"a layer config is a dict with a 'type', got {config!r}")
+        spec = dict(config)
+        kind = Layer.named(spec.pop("type"))
+        if not issubclass(kind, cls):
+            raise ValueError(f"config describes a {kind.__name__}, not a {cls.__name__}")
+        return kind._from_spec(spec)
+
+    @classmethod
+    def _from_spec(cls, spec: dict[str, Any]) -> Layer:
+        """This class built from its config without "type" (the constructor's keyword arguments)."""
+        return cls(**spec)
 
     def _input(self, x: Any, width: int | None = None) -> Any:
         self.backend.check("x", x)
@@ -73,6 +86,13 @@ class Layer:
         if width is not None and x.shape[1] != width:
             raise ValueError(f"{type(self).__name__} expects {width} input features, got x of shape {tuple(x.shape)}")
         return x
+
+    def _set_activation(self, activation: str | int | None, alpha: float) -> None:
+        """The activation as a name, its kernel code and whether backward needs only the output y."""
+        self.activation_code = activation_code(activation)
+        self.activation = ACTIVATION_NAMES[self.activation_code]
+        self.grad_from_output = self.activation_code in FROM_OUTPUT
+        self.alpha = checks.real("alpha", alpha)
 
     def _parameter_dtype(self, dtype: Any) -> np.dtype:
         """The float dtype asked for the layer's parameters (None: the backend's default)."""
@@ -95,22 +115,16 @@ class Dense(Layer):
     def __init__(self, in_features: int, out_features: int, activation: str | None = None, *,
                  alpha: float = 0.01, init: str | None = None, bias: bool = True, dtype: Any = None) -> None:
         super().__init__()
-        self.in_features = _positive_int("in_features", in_features)
-        self.out_features = _positive_int("out_features", out_features)
-        self.code = activation_code(activation)
-        self.activation = NAMES[self.code]
-        self.alpha = check_finite_scalar("alpha", alpha)
-        self.init = init or default_init(self.activation)
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        self.in_features = checks.positive_int("in_features", in_features)
+        self.out_features = checks.positive_int("out_features", out_features)
+        self._set_activation(activation, alpha)
+        self.init = checks.choice("init", init or default_init(self.activation), INITS)
         dtype = self._parameter_dtype(dtype)
         w = initial_weights(self.backend, self.in_features, self.out_features, self.init, dtype)
         self.W = Parameter("W", w, self.backend)
-        if not isinstance(bias, (bool, np.bool_)):
-            raise TypeError(f"bias must be True or False, got {bias!r}")
         self._params = {"W": self.W}
         self.b: Parameter | None = None
-        if bias:
+        if checks.flag("bias", bias):
             self.b = self._params["b"] = Parameter("b", self.backend.zeros((self.out_features,), dtype), self.backend)
         self._x = self._act_saved = None
         self.needs_input_grad = True  # Sequential turns it off for its first layer
@@ -131,13 +145,13 @@ class Dense(Layer):
         bias = None if self.b is None else self.b.data
         if not train:
             h = b.matmul(x, self.W.data)
-            return b.bias_act(h, bias, self.code, self.alpha, out=h)
+            return b.bias_act(h, bias, self.activation_code, self.alpha, out=h)
         h = b.matmul(x, self.W.data, out=self.ws.get(b, "h", (n, self.out_features), dtype))
-        if self.code in FROM_OUTPUT:  # derivative from y: keep only y, computed in place
-            y = b.bias_act(h, bias, self.code, self.alpha, out=h)
+        if self.grad_from_output:  # keep only y, computed in place
+            y = b.bias_act(h, bias, self.activation_code, self.alpha, out=h)
             self._act_saved = y
         else:
-            y = b.bias_act(h, bias, self.code, self.alpha,
+            y = b.bias_act(h, bias, self.activation_code, self.alpha,
                            out=self.ws.get(b, "y", h.shape, dtype), z_out=h)
             self._act_saved = h
         self._x = x
@@ -149,11 +163,11 @@ class Dense(Layer):
         if dy.shape != saved.shape:
             raise ValueError(f"dy must have shape {tuple(saved.shape)} (the forward output), got {tuple(dy.shape)}")
         dz_out = dy if overwrite_dy and dy.dtype == saved.dtype else self.ws.get(b, "dz", dy.shape, dy.dtype)
-        db_scratch = self.ws.later(b, "db", (self.out_features,), dy.dtype)
-        dz, db = b.bias_act_backward(
-            dy, saved, self.code, self.alpha, from_output=self.code in FROM_OUTPUT,
-            dz_out=dz_out, db_out=db_scratch() if self.b is None else self.b.grad_out(db_scratch))
-        self.W.accumulate_matmul(x, dz, transpose_a=True, scratch=self.ws.later(b, "dW", self.W.shape, dy.dtype))
+        db_out = self.ws.get(b, "db", (self.out_features,), dy.dtype) if self.b is None else \
+            self.b.grad_target(self.ws, "db")
+        dz, db = b.bias_act_backward(dy, saved, self.activation_code, self.alpha, from_output=self.grad_from_output,
+                                     dz_out=dz_out, db_out=db_out)
+        self.W.accumulate_matmul(x, dz, self.ws, "dW", transpose_a=True)
         if self.b is not None:
             self.b.accumulate(db)
         if not self.needs_input_grad:
@@ -166,9 +180,7 @@ class Activation(Layer):
 
     def __init__(self, activation: str, *, alpha: float = 0.01) -> None:
         super().__init__()
-        self.code = activation_code(activation)
-        self.activation = NAMES[self.code]
-        self.alpha = check_finite_scalar("alpha", alpha)
+        self._set_activation(activation, alpha)
         self._saved_value = None
 
     def __repr__(self) -> str:
@@ -181,14 +193,14 @@ class Activation(Layer):
         x = self._input(x)
         b = self.backend
         if not train:
-            return b.bias_act(x, None, self.code, self.alpha)
-        y = b.bias_act(x, None, self.code, self.alpha, out=self.ws.get(b, "y", x.shape, x.dtype))
-        self._saved_value = y if self.code in FROM_OUTPUT else x
+            return b.bias_act(x, None, self.activation_code, self.alpha)
+        y = b.bias_act(x, None, self.activation_code, self.alpha, out=self.ws.get(b, "y", x.shape, x.dtype))
+        self._saved_value = y if self.grad_from_output else x
         return y
 
     def backward(self, dy: Any, *, overwrite_dy: bool = False) -> Any:
         b, saved = self.backend, self._saved(self._saved_value)
-        dx, _ = b.bias_act_backward(dy, saved, self.code, self.alpha, from_output=self.code in FROM_OUTPUT,
+        dx, _ = b.bias_act_backward(dy, saved, self.activation_code, self.alpha, from_output=self.grad_from_output,
                                     dz_out=dy if overwrite_dy else self.ws.get(b, "dx", dy.shape, dy.dtype),
                                     db_out=self.ws.get(b, "db", (dy.shape[1],), dy.dtype))
         return dx
@@ -200,9 +212,7 @@ class Dropout(Layer):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-            raise ValueError(f"p must be a probability in [0, 1), got {p!r}")
-        self.p = float(p)
+        self.p = checks.real("p", p, low=0.0, high=1.0, high_open=True)
         self._seed: int | None = None
 
     def __repr__(self) -> str:
@@ -225,5 +235,6 @@ class Dropout(Layer):
         if seed < 0:
             return dy
         b = self.backend
-        return b.dropout_backward(dy, self.p, seed, out=dy if overwrite_dy else self.ws.get(b, "dx", dy.shape, dy.dtype))
+        out = dy if overwrite_dy else self.ws.get(b, "dx", dy.shape, dy.dtype)
+        return b.dropout_backward(dy, self.p, seed, out=out)
 

@@ -11,11 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from .. import checks
 from ..backend import get_backend
+from ..registry import Registered
 from .workspace import Workspace
 
 
-class Loss:
+class Loss(Registered, family="loss"):
     classification = False
 
     def __init__(self) -> None:
@@ -48,14 +50,9 @@ class Loss:
 
 def _target_matrix(y: np.ndarray, n_outputs: int | None, name: str) -> np.ndarray:
     """Real-valued targets as a (samples, outputs) float64 matrix, checked for width and finiteness."""
-    if y.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must be numeric, got dtype {y.dtype}")
-    y = y.reshape(len(y), -1) if y.ndim == 1 else y
-    if n_outputs is not None and y.shape[1] != n_outputs:
-        raise ValueError(f"{name} must have {n_outputs} columns for a model with {n_outputs} outputs, got {y.shape}")
-    if not np.all(np.isfinite(y)):
-        raise ValueError(f"{name} contains NaN or Inf")
-    return y.astype(np.float64)
+    y = np.asarray(y)
+    return checks.features(name, y.reshape(len(y), -1) if y.ndim == 1 else y, width=n_outputs, dtype=np.float64,
+                           columns="target columns")
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -66,9 +63,7 @@ class SoftmaxCrossEntropy(Loss):
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
-        if not 0.0 <= float(label_smoothing) < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = checks.real("label_smoothing", label_smoothing, low=0.0, high=1.0, high_open=True)
 
     def forward_backward(self, logits: Any, labels: Any) -> tuple[Any, Any]:
         b = self.backend
@@ -76,17 +71,9 @@ class SoftmaxCrossEntropy(Loss):
         return b.softmax_xent(logits, labels, self.label_smoothing, dlogits_out=grad)
 
     def check_targets(self, y: np.ndarray, n_outputs: int | None, name: str = "y") -> np.ndarray:
-        if y.ndim != 1:
-            raise ValueError(f"{name} must be a 1-D array of integer class labels, got shape {y.shape}")
-        if y.dtype.kind == "f":
-            if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-                raise ValueError(f"{name} must hold integer class labels, got non-integer values")
-        elif y.dtype.kind not in "iu":
-            raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
-        if y.size and (y.min() < 0 or (n_outputs is not None and y.max() >= n_outputs)):
-            raise ValueError(f"{name} labels must be in [0, {n_outputs}) for a model with {n_outputs} outputs, "
-                             f"got range [{y.min()}, {y.max()}]")
-        return y.astype(np.int64)
+        if np.ndim(y) != 1:
+            raise ValueError(f"{name} must be a 1-D array of integer class labels, got shape {np.shape(y)}")
+        return checks.labels(name, y, n_classes=n_outputs)
 
     def config(self) -> dict[str, Any]:
         return {"type": "SoftmaxCrossEntropy", "label_smoothing": self.label_smoothing}
@@ -128,5 +115,3 @@ class MSELoss(Loss):
     def check_targets(self, y: np.ndarray, n_outputs: int | None, name: str = "y") -> np.ndarray:
         return _target_matrix(y, n_outputs, name)
 
-
-LOSSES = {"SoftmaxCrossEntropy": SoftmaxCrossEntropy, "BinaryCrossEntropy": BinaryCrossEntropy, "MSELoss": MSELoss}

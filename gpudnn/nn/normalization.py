@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import check_finite_scalar
-from .layers import Layer, _positive_int
+from .. import checks
+from .layers import Layer
 from .parameter import Parameter
 
 
@@ -26,9 +26,9 @@ class _Norm(Layer):
 
     def __init__(self, num_features: int, eps: float = 1e-5, *, dtype: Any = None) -> None:
         super().__init__()
-        self.num_features = _positive_int("num_features", num_features)
+        self.num_features = checks.positive_int("num_features", num_features)
         self.in_features = self.out_features = self.num_features
-        self.eps = check_finite_scalar("eps", eps, low=0, low_open=True)
+        self.eps = checks.real("eps", eps, low=0, low_open=True)
         dtype = self._parameter_dtype(dtype)
         self.gamma = Parameter("gamma", self.backend.asarray(np.ones(self.num_features), dtype=dtype), self.backend)
         self.beta = Parameter("beta", self.backend.zeros((self.num_features,), dtype), self.backend)
@@ -60,10 +60,10 @@ class _Norm(Layer):
         if dy.shape != x.shape:
             raise ValueError(f"dy must have shape {tuple(x.shape)} (the forward output), got {tuple(dy.shape)}")
         dtype = self.gamma.data.dtype
-        dx, dgamma, dbeta = op(dy, x, self.gamma.data, mean, rstd,
-                               dx_out=dy if overwrite_dy and dy.dtype == dtype else self.ws.get(b, "dx", dy.shape, dtype),
-                               dgamma_out=self.gamma.grad_out(self.ws.later(b, "dgamma", (self.num_features,), dtype)),
-                               dbeta_out=self.beta.grad_out(self.ws.later(b, "dbeta", (self.num_features,), dtype)))
+        dx_out = dy if overwrite_dy and dy.dtype == dtype else self.ws.get(b, "dx", dy.shape, dtype)
+        dx, dgamma, dbeta = op(dy, x, self.gamma.data, mean, rstd, dx_out=dx_out,
+                               dgamma_out=self.gamma.grad_target(self.ws, "dgamma"),
+                               dbeta_out=self.beta.grad_target(self.ws, "dbeta"))
         self.gamma.accumulate(dgamma)
         self.beta.accumulate(dbeta)
         return dx
@@ -90,7 +90,7 @@ class BatchNorm1d(_Norm):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, *, dtype: Any = None) -> None:
         super().__init__(num_features, eps, dtype=dtype)
-        self.momentum = check_finite_scalar("momentum", momentum, low=0, high=1)
+        self.momentum = checks.real("momentum", momentum, low=0, high=1)
         dtype = self.gamma.data.dtype
         self.running_mean = self.backend.zeros((self.num_features,), dtype)
         self.running_var = self.backend.asarray(np.ones(self.num_features), dtype=dtype)

@@ -1,16 +1,21 @@
 """Parameters: named arrays with a gradient, packable into one flat arena.
 
-Packing (``pack``) moves every parameter and gradient into two contiguous buffers and makes
-each ``.data``/``.grad`` a view into them, so one fused optimizer launch updates everything.
+Packing (``pack``) moves every parameter and gradient into two contiguous buffers and makes each
+``.data`` and gradient a view into them, so one fused optimizer launch updates everything.
 
-Gradients follow "zero lazily": ``zero_grad`` only marks a gradient stale; the next
-accumulation overwrites instead of adding, and reading ``.grad`` of a stale parameter gives
-zeros. That saves a pass over every gradient per step.
+The gradient protocol. ``zero_grad()`` only declares the gradient zero (nothing is written): the next
+term is then computed straight into the gradient (``grad_target``) or copied over it (``accumulate``)
+instead of added, which saves a pass over every gradient per step. Where the buffer itself must hold
+the zeros (the optimizer reads the flat arena), ``write_pending_zero()`` writes them; the ``grad``
+property does so before it returns the buffer.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Iterable
+from typing import Any
+
+from .workspace import Workspace
 
 
 class Parameter:
@@ -21,7 +26,7 @@ class Parameter:
         self.backend = backend
         self.data = data
         self._grad = backend.zeros(data.shape, data.dtype)
-        self._stale = False
+        self._zero_pending = False
 
     def __repr__(self) -> str:
         return f"Parameter({self.name!r}, shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
@@ -36,33 +41,38 @@ class Parameter:
 
     @property
     def grad(self) -> Any:
-        """The accumulated gradient (zeros after ``zero_grad`` until the next backward)."""
-        if self._stale:
-            self._grad[...] = 0
-            self._stale = False
+        """The accumulated gradient buffer (zeros after ``zero_grad`` until the next backward)."""
+        self.write_pending_zero()
         return self._grad
 
     def zero_grad(self) -> None:
-        self._stale = True
+        """Declare the gradient zero, writing nothing (see the module docstring)."""
+        self._zero_pending = True
 
-    def grad_out(self, scratch: Callable[[], Any]) -> Any:
-        """Where the next gradient term should be computed: the gradient itself while it is stale
-        (``accumulate`` then has nothing to copy), else the buffer ``scratch()`` gives."""
-        return self._grad if self._stale else scratch()
+    def write_pending_zero(self) -> None:
+        """Write the zeros that ``zero_grad`` declared into the gradient buffer (nothing if none are pending)."""
+        if self._zero_pending:
+            self._grad[...] = 0
+            self._zero_pending = False
+
+    def grad_target(self, ws: Workspace, name: str) -> Any:
+        """Where the next gradient term should be computed: the gradient buffer itself while its zero is
+        pending (``accumulate`` then has nothing to copy), else the workspace buffer ``name``."""
+        return self._grad if self._zero_pending else ws.get(self.backend, name, self.shape, self.data.dtype)
 
     def accumulate(self, value: Any) -> None:
-        """grad += value (grad = value when stale; nothing to copy when value is the gradient itself)."""
-        if self._stale:
+        """grad += value (grad = value while the zero is pending; nothing to copy when value is the
+        gradient buffer itself)."""
+        if self._zero_pending:
             if value is not self._grad:
                 self._grad[...] = value
-            self._stale = False
+            self._zero_pending = False
         else:
             self._grad += value
 
-    def accumulate_matmul(self, a: Any, b: Any, *, transpose_a: bool = False,
-                          scratch: Callable[[], Any]) -> None:
-        """grad += op(a) @ b, written straight into the gradient when it is stale (no temporary)."""
-        self.accumulate(self.backend.matmul(a, b, out=self.grad_out(scratch), transpose_a=transpose_a))
+    def accumulate_matmul(self, a: Any, b: Any, ws: Workspace, name: str, *, transpose_a: bool = False) -> None:
+        """grad += op(a) @ b, written straight into the gradient while its zero is pending (no temporary)."""
+        self.accumulate(self.backend.matmul(a, b, out=self.grad_target(ws, name), transpose_a=transpose_a))
 
 
 class Arena:
@@ -73,11 +83,10 @@ class Arena:
         self.data = data
         self.grad = grad
 
-    def materialize_grads(self) -> None:
-        """Zero the gradients still marked stale, so the flat ``grad`` buffer is exact."""
+    def write_pending_zeros(self) -> None:
+        """Write every pending zero gradient, so the flat ``grad`` buffer is exact."""
         for p in self.params:
-            if p._stale:
-                p.grad  # noqa: B018  (the property zeroes it)
+            p.write_pending_zero()
 
 
 def pack(params: Iterable[Parameter]) -> Arena:

@@ -6,10 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .layers import Activation, Dense, Dropout, Layer
-from .normalization import BatchNorm1d, LayerNorm
-
-LAYER_TYPES: dict[str, type[Layer]] = {cls.__name__: cls for cls in (Dense, Activation, Dropout, LayerNorm, BatchNorm1d)}
+from .layers import Dense, Layer
 
 
 class Sequential(Layer):
@@ -23,18 +20,20 @@ class Sequential(Layer):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layer {i} must be a gpudnn Layer, got {type(layer).__name__}")
             if layer.backend is not self.backend:
-                raise TypeError(f"layer {i} was built on backend {layer.backend.name}, the model on {self.backend.name}")
+                raise TypeError(f"layer {i} was built on backend {layer.backend.name}, the model on "
+                                f"{self.backend.name}")
         self.layers = list(layers)
-        widths = [(i, l) for i, l in enumerate(self.layers) if l.in_features is not None]
+        widths = [(i, layer) for i, layer in enumerate(self.layers) if layer.in_features is not None]
         for (i, a), (j, b) in zip(widths, widths[1:]):
             if a.out_features != b.in_features:
                 raise ValueError(f"layer {i} outputs {a.out_features} features but layer {j} expects {b.in_features}")
         if isinstance(self.layers[0], Dense):  # nothing upstream needs dx of the input
             self.layers[0].needs_input_grad = False
-        self._params = {name: p for i, l in enumerate(self.layers) for name, p in l.named_parameters(f"{i}.")}
+        self._params = {name: p for i, layer in enumerate(self.layers) for name, p in layer.named_parameters(f"{i}.")}
         for name, p in self._params.items():
             p.name = name
-        self._buffers = {name: buf for i, l in enumerate(self.layers) for name, buf in l.named_buffers(f"{i}.")}
+        self._buffers = {name: buf for i, layer in enumerate(self.layers)
+                         for name, buf in layer.named_buffers(f"{i}.")}
 
     def __repr__(self) -> str:
         inner = ",\n  ".join(map(repr, self.layers))
@@ -48,11 +47,12 @@ class Sequential(Layer):
 
     @property
     def in_features(self) -> int | None:  # type: ignore[override]
-        return next((l.in_features for l in self.layers if l.in_features is not None), None)
+        return next((layer.in_features for layer in self.layers if layer.in_features is not None), None)
 
     @property
     def out_features(self) -> int | None:  # type: ignore[override]
-        return next((l.out_features for l in reversed(self.layers) if l.out_features is not None), None)
+        return next((layer.out_features for layer in reversed(self.layers) if layer.out_features is not None),
+                    None)
 
     def forward(self, x: Any, train: bool = False) -> Any:
         for layer in self.layers:
@@ -77,21 +77,14 @@ class Sequential(Layer):
             p.zero_grad()
 
     def config(self) -> dict[str, Any]:
-        return {"type": "Sequential", "layers": [l.config() for l in self.layers]}
+        return {"type": "Sequential", "layers": [layer.config() for layer in self.layers]}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Sequential":
-        """Rebuild a model (with fresh weights) from ``config()``."""
-        if not isinstance(config, dict) or config.get("type") != "Sequential":
-            raise ValueError("config must describe a Sequential model")
-        layers = []
-        for spec in config.get("layers", []):
-            spec = dict(spec)
-            kind = spec.pop("type", None)
-            if kind not in LAYER_TYPES:
-                raise ValueError(f"unknown layer type {kind!r} in config")
-            layers.append(LAYER_TYPES[kind](**spec))
-        return cls(*layers)
+    def _from_spec(cls, spec: dict[str, Any]) -> Sequential:
+        layers = spec.get("layers")
+        if not isinstance(layers, list):
+            raise ValueError(f"a Sequential config lists its layers, got {spec!r}")
+        return cls(*(Layer.from_config(layer) for layer in layers))
 
     def _state_arrays(self) -> dict[str, Any]:
         """Every saved array by name: parameters' data, then buffers."""
@@ -111,6 +104,7 @@ class Sequential(Layer):
         for name, a in arrays.items():
             value = np.asarray(state[name]) if isinstance(state[name], (list, tuple, np.ndarray)) else state[name]
             if tuple(value.shape) != tuple(a.shape):
-                raise ValueError(f"state dict entry {name} has shape {tuple(value.shape)}, the model needs {tuple(a.shape)}")
+                raise ValueError(f"state dict entry {name} has shape {tuple(value.shape)}, the model needs "
+                                 f"{tuple(a.shape)}")
         for name, a in arrays.items():
             a[...] = self.backend.asarray(state[name], dtype=a.dtype)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 
 class Workspace:
@@ -17,10 +17,3 @@ class Workspace:
             buf = backend.empty(tuple(shape), dtype)
             self._buffers[name] = buf
         return buf
-
-    def later(self, backend: Any, name: str, shape: tuple[int, ...], dtype: Any) -> Callable[[], Any]:
-        """``get`` deferred, for a buffer the caller may turn out not to need."""
-        return lambda: self.get(backend, name, shape, dtype)
-
-    def clear(self) -> None:
-        self._buffers.clear()

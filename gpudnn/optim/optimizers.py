@@ -14,20 +14,23 @@ parameters (biases included, like PyTorch's weight_decay); decoupled weight deca
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
-from ..backend import check_finite_scalar
+from .. import checks
 from ..nn.parameter import Arena, Parameter, pack
+from ..registry import Registered
 
 
 def _nonneg(name: str, value: Any, *, upper: float | None = None, upper_open: bool = False) -> float:
-    return check_finite_scalar(name, value, low=0, high=upper, high_open=upper_open)
+    return checks.real(name, value, low=0, high=upper, high_open=upper_open)
 
 
-class Optimizer:
-    """Base: arena, regularization, clipping, state (de)serialisation."""
+class Optimizer(Registered, family="optimizer"):
+    """Base: arena, regularization, clipping, state (de)serialisation. Every public subclass is in
+    ``Optimizer.registry`` by class name (checkpoints store it; the CLI takes it in lower case)."""
 
     buffers: tuple[str, ...] = ()
 
@@ -38,8 +41,8 @@ class Optimizer:
         self.lr = _nonneg("lr", lr)
         self.l1, self.l2 = _nonneg("l1", l1), _nonneg("l2", l2)
         self.weight_decay = _nonneg("weight_decay", weight_decay)
-        if max_grad_norm is not None and _nonneg("max_grad_norm", max_grad_norm) == 0:
-            raise ValueError("max_grad_norm must be > 0 (or None for no clipping)")
+        if max_grad_norm is not None:
+            max_grad_norm = checks.real("max_grad_norm", max_grad_norm, low=0, low_open=True)
         self.max_grad_norm = max_grad_norm
         self.step_count = 0
         self.state = {name: self.backend.zeros(self.arena.data.shape, self.arena.data.dtype)
@@ -66,13 +69,13 @@ class Optimizer:
 
     def grad_norm(self) -> float:
         """Global L2 norm of all gradients."""
-        self.arena.materialize_grads()
+        self.arena.write_pending_zeros()
         g = self.arena.grad
         return float(math.sqrt(float(g @ g)))
 
     def step(self) -> None:
         """Apply one update to every parameter (one fused launch)."""
-        self.arena.materialize_grads()
+        self.arena.write_pending_zeros()
         scale = 1.0
         if self.max_grad_norm is not None:
             norm = self.grad_norm()
@@ -130,9 +133,9 @@ class SGD(Optimizer):
                  dampening: float = 0.0, nesterov: bool = False, **regularization: Any) -> None:
         self.momentum = _nonneg("momentum", momentum)
         self.dampening = _nonneg("dampening", dampening, upper=1.0)
-        if nesterov and (self.momentum == 0 or self.dampening != 0):
+        self.nesterov = checks.flag("nesterov", nesterov)
+        if self.nesterov and (self.momentum == 0 or self.dampening != 0):
             raise ValueError("nesterov needs momentum > 0 and dampening == 0")
-        self.nesterov = bool(nesterov)
         super().__init__(params, lr, **regularization)
 
     def active_buffers(self) -> tuple[str, ...]:
@@ -159,9 +162,7 @@ class Adam(Optimizer):
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
         self.betas = (_nonneg("beta1", betas[0], upper=1.0, upper_open=True),
                       _nonneg("beta2", betas[1], upper=1.0, upper_open=True))
-        self.eps = _nonneg("eps", eps)
-        if self.eps == 0:
-            raise ValueError("eps must be > 0")
+        self.eps = checks.real("eps", eps, low=0, low_open=True)
         super().__init__(params, lr, **regularization)
 
     def hyper(self) -> dict[str, Any]:
@@ -192,11 +193,9 @@ class RMSprop(Optimizer):
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, *,
                  momentum: float = 0.0, centered: bool = False, **regularization: Any) -> None:
         self.alpha = _nonneg("alpha", alpha, upper=1.0, upper_open=True)
-        self.eps = _nonneg("eps", eps)
-        if self.eps == 0:
-            raise ValueError("eps must be > 0")
+        self.eps = checks.real("eps", eps, low=0, low_open=True)
         self.momentum = _nonneg("momentum", momentum)
-        self.centered = bool(centered)
+        self.centered = checks.flag("centered", centered)
         super().__init__(params, lr, **regularization)
 
     def active_buffers(self) -> tuple[str, ...]:
@@ -213,5 +212,3 @@ class RMSprop(Optimizer):
                               momentum_buf=self.state.get("momentum_buf"), grad_avg=self.state.get("grad_avg"),
                               **self._regularization(grad_scale))
 
-
-OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from .. import checks
+
 
 class Schedule:
     def __call__(self, epoch: float) -> float:
@@ -23,9 +25,8 @@ class StepDecay(Schedule):
     """Multiply by ``gamma`` every ``every`` epochs."""
 
     def __init__(self, every: int, gamma: float = 0.1) -> None:
-        if not (math.isfinite(every) and every >= 1 and 0 < gamma <= 1):
-            raise ValueError(f"StepDecay needs every >= 1 and 0 < gamma <= 1, got every={every}, gamma={gamma}")
-        self.every, self.gamma = every, gamma
+        self.every = checks.real("every", every, low=1)
+        self.gamma = checks.real("gamma", gamma, low=0, high=1, low_open=True)
 
     def __call__(self, epoch: float) -> float:
         return self.gamma ** int(epoch // self.every)
@@ -35,9 +36,8 @@ class Cosine(Schedule):
     """Cosine annealing from 1 to ``min_factor`` over ``epochs`` (then stays at ``min_factor``)."""
 
     def __init__(self, epochs: float, min_factor: float = 0.0) -> None:
-        if not (math.isfinite(epochs) and epochs > 0 and 0 <= min_factor <= 1):
-            raise ValueError(f"Cosine needs epochs > 0 and 0 <= min_factor <= 1, got {epochs}, {min_factor}")
-        self.epochs, self.min_factor = epochs, min_factor
+        self.epochs = checks.real("epochs", epochs, low=0, low_open=True)
+        self.min_factor = checks.real("min_factor", min_factor, low=0, high=1)
 
     def __call__(self, epoch: float) -> float:
         t = min(epoch / self.epochs, 1.0)
@@ -48,9 +48,10 @@ class WarmUp(Schedule):
     """Linear warm-up from ~0 to 1 over ``epochs``, then ``then`` (shifted to start at 0)."""
 
     def __init__(self, epochs: float, then: Schedule | None = None) -> None:
-        if not (math.isfinite(epochs) and epochs > 0):
-            raise ValueError(f"WarmUp needs finite epochs > 0, got {epochs}")
-        self.epochs, self.then = epochs, then or Constant()
+        self.epochs = checks.real("epochs", epochs, low=0, low_open=True)
+        if then is not None and not isinstance(then, Schedule):
+            raise TypeError(f"then must be a Schedule, got {type(then).__name__}")
+        self.then = then or Constant()
 
     def __call__(self, epoch: float) -> float:
         if epoch < self.epochs:

@@ -11,17 +11,19 @@ from __future__ import annotations
 import functools
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 import numpy as np
 
+from .. import checks
 from ..nn.losses import Loss
 from ..nn.sequential import Sequential
-from ..optim.optimizers import Optimizer
-from .progress import ProgressBar
-from ..optim.schedules import Schedule
 from ..nn.workspace import Workspace
+from ..optim.optimizers import Optimizer
+from ..optim.schedules import Schedule
+from .history import EarlyStopping, History
+from .progress import ProgressBar
 
 
 class NonFiniteError(FloatingPointError):
@@ -32,73 +34,9 @@ class DeviceMemoryError(MemoryError):
     """The backend ran out of memory during training."""
 
 
-@dataclass
-class History:
-    """Per-epoch metrics: ``history["loss"]``, ``history["val_accuracy"]``, ..."""
-
-    epochs: list[dict[str, float]] = field(default_factory=list)
-    stopped_early: bool = False
-    best_epoch: int | None = None
-    skipped_steps: int = 0
-
-    def __getitem__(self, key: str) -> list[float]:
-        return [e[key] for e in self.epochs if key in e]
-
-    def keys(self) -> list[str]:
-        return list(dict.fromkeys(k for e in self.epochs for k in e))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"epochs": self.epochs, "stopped_early": self.stopped_early, "best_epoch": self.best_epoch,
-                "skipped_steps": self.skipped_steps}
-
-
-class EarlyStopping:
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs;
-    optionally restore the best weights at the end."""
-
-    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
-                 mode: str = "auto", restore_best: bool = True) -> None:
-        if not (isinstance(patience, int) and patience >= 0 and math.isfinite(min_delta) and min_delta >= 0):
-            raise ValueError(f"EarlyStopping needs an int patience >= 0 and a finite min_delta >= 0, "
-                             f"got patience={patience!r}, min_delta={min_delta!r}")
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-        self.monitor, self.patience, self.min_delta, self.restore_best = monitor, patience, min_delta, restore_best
-        self.sign = -1.0 if (mode == "max" or (mode == "auto" and "acc" in monitor)) else 1.0
-        self.best = math.inf
-        self.best_epoch: int | None = None
-        self.best_state: dict[str, np.ndarray] | None = None
-        self.wait = 0
-
-    def update(self, epoch: int, metrics: dict[str, float], model: Sequential) -> bool:
-        """Record an epoch; True when training should stop."""
-        if self.monitor not in metrics:
-            raise ValueError(f"EarlyStopping monitors {self.monitor!r}, but the metrics are {sorted(metrics)} "
-                             "(pass validation_data to monitor val_* metrics)")
-        value = self.sign * metrics[self.monitor]
-        if value < self.best - self.min_delta:
-            self.best, self.best_epoch, self.wait = value, epoch, 0
-            if self.restore_best:
-                self.best_state = model.state_dict()
-            return False
-        self.wait += 1
-        return self.wait > self.patience
-
-
 def _host_features(name: str, X: Any, model: Sequential) -> np.ndarray:
-    X = np.asarray(X) if not model.backend.is_array(X) else model.backend.to_numpy(X)
-    if X.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must be numeric, got dtype {X.dtype}")
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (samples, features), got shape {X.shape}")
-    if X.shape[0] == 0:
-        raise ValueError(f"{name} has no samples")
-    if model.in_features is not None and X.shape[1] != model.in_features:
-        raise ValueError(f"{name} has {X.shape[1]} features but the model expects {model.in_features}")
-    if not np.all(np.isfinite(X)):
-        bad = np.argwhere(~np.isfinite(X))[0]
-        raise ValueError(f"{name} contains NaN or Inf (first at row {bad[0]}, column {bad[1]})")
-    return X
+    X = model.backend.to_numpy(X) if model.backend.is_array(X) else X
+    return checks.features(name, X, width=model.in_features)
 
 
 def prepare_data(model: Sequential, loss_fn: Loss, X: Any, y: Any, name: str = "X") -> tuple[Any, Any]:
@@ -142,7 +80,7 @@ class _Metrics:
 
 def _finite_step(b: Any, loss: Any, optimizer: Optimizer) -> tuple[float, bool]:
     """(loss as float, whether loss and gradients are all finite) with one host sync."""
-    optimizer.arena.materialize_grads()
+    optimizer.arena.write_pending_zeros()
     g = optimizer.arena.grad
     loss_value, probe = (float(v) for v in b.to_numpy(b.xp.stack([loss.astype(g.dtype), g.sum()])))
     if math.isfinite(loss_value) and math.isfinite(probe):
@@ -184,13 +122,10 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
     The training loss includes the optimizer's L1/L2 penalty (see optimizers); the validation
     loss is the data loss alone. Running out of (GPU) memory raises DeviceMemoryError.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if not isinstance(epochs, int) or epochs < 0 or not 0 <= initial_epoch <= epochs:
-        raise ValueError(f"epochs must be an int >= initial_epoch >= 0, got epochs={epochs!r}, "
-                         f"initial_epoch={initial_epoch!r}")
-    if on_nonfinite not in ("raise", "skip"):
-        raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
+    batch_size = checks.positive_int("batch_size", batch_size)
+    epochs = checks.integer("epochs", epochs, low=0)
+    initial_epoch = checks.integer("initial_epoch", initial_epoch, low=0, high=epochs)
+    on_nonfinite = checks.choice("on_nonfinite", on_nonfinite, ("raise", "skip"))
     b = model.backend
     Xd, yd = prepare_data(model, loss_fn, X, y)
     val = prepare_data(model, loss_fn, *validation_data, name="X_val") if validation_data is not None else None
@@ -251,6 +186,7 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
 def evaluate(model: Sequential, loss_fn: Loss, X: Any, y: Any, *, batch_size: int = 1024,
              prepared: bool = False, prefix: str = "") -> dict[str, float]:
     """Mean loss (and accuracy for classification losses) over (X, y), in inference mode."""
+    batch_size = checks.positive_int("batch_size", batch_size)
     Xd, yd = (X, y) if prepared else prepare_data(model, loss_fn, X, y)
     metrics = _Metrics(model.backend, loss_fn)
     for start in range(0, Xd.shape[0], batch_size):
@@ -263,6 +199,7 @@ def evaluate(model: Sequential, loss_fn: Loss, X: Any, y: Any, *, batch_size: in
 
 def predict(model: Sequential, X: Any, *, batch_size: int = 1024) -> np.ndarray:
     """Model outputs for X (host NumPy), computed in inference mode batch by batch."""
+    batch_size = checks.positive_int("batch_size", batch_size)
     Xh = _host_features("X", X, model)
     b, dtype = model.backend, model.parameters()[0].data.dtype
     outs = [b.to_numpy(model.forward(b.asarray(Xh[s:s + batch_size], dtype=dtype), train=False))
