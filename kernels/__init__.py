@@ -14,7 +14,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._common import LAUNCHES, check_finite_scalar, simulator_enabled
+from ._checks import check_finite_scalar
+from ._common import LAUNCHES, simulator_enabled
 
 __all__ = ["LAUNCHES", "OP_MODULES", "check_finite_scalar", "op", "simulator_enabled"]
 

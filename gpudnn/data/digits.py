@@ -18,7 +18,7 @@ import numpy as np
 from .. import checks
 from .dataset import Dataset, train_test_split
 
-N_SAMPLES, N_FEATURES, N_CLASSES, MAX_PIXEL = 1797, 64, 10, 16
+N_CLASSES, MAX_PIXEL = 10, 16
 
 
 def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
