@@ -269,7 +269,42 @@ def launch(kernel: Any, grid: Any, block: Any, *args: Any) -> None:
     through cuda_args. Outputs that may be their inputs come after them in ``args`` (see the module
     docstring)."""
     LAUNCHES["cuda"] += 1
+    if simulator_enabled():
+        _one_shared_array_per_block()
     kernel[grid, block, current_stream()](*cuda_args(*args))
+
+
+@functools.cache
+def _one_shared_array_per_block() -> None:
+    """Make numba-cuda's simulator give every thread of a block the same shared array.
+
+    The simulator (numba-cuda 0.30) finds a block's ``cuda.shared.array`` by the caller's source line
+    in a dict, with an unlocked get-then-set: two simulated threads (Python threads) that reach the
+    declaration together may both allocate, and each then reduces in its own array. Under load that
+    made reductions lose partial sums now and then (LayerNorm's dgamma and dbeta off by units). Here
+    the same lookup runs under a lock, keyed the same way; static arrays only (gpudnn's kernels use
+    no dynamic shared memory). Runs once, only under the simulator.
+    """
+    import sys
+    import threading
+
+    from numba.core import types
+    from numba.cuda.simulator.kernelapi import FakeCUDAShared
+    from numba.np.numpy_support import as_dtype
+
+    lock, dynamic = threading.Lock(), FakeCUDAShared.array
+
+    def array(self: Any, shape: Any, dtype: Any, alignment: Any = None) -> Any:
+        if shape == 0 or alignment is not None:
+            return dynamic(self, shape, dtype, alignment)
+        caller = sys._getframe(1)
+        key = (caller.f_code.co_filename, caller.f_lineno)
+        with lock:
+            if key not in self._allocations:
+                self._allocations[key] = np.empty(shape, as_dtype(dtype) if isinstance(dtype, types.Type) else dtype)
+            return self._allocations[key]
+
+    FakeCUDAShared.array = array
 
 
 def grid_1d(n: int, block: int = CUDA_BLOCK) -> tuple[int, int]:

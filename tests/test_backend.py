@@ -184,3 +184,31 @@ def test_precompile_runs_every_fused_op(monkeypatch):
     calls = gpudnn.precompile(backend=b)
     assert called == set(kernels.OP_MODULES)
     assert calls >= 2 * 9 + len(called)  # every activation forward and backward, then each other op
+
+
+@pytest.mark.skipif(not SIMULATOR, reason="concerns numba-cuda's simulator (NUMBA_ENABLE_CUDASIM=1)")
+def test_simulated_threads_of_a_block_share_one_shared_array():
+    """The simulator's own lookup of a shared array is an unlocked get-then-set: threads arriving
+    together could each get their own array (reductions then lose partial sums). gpudnn's launches
+    install a locked lookup; 16 threads released at once must all get the same array."""
+    import threading
+
+    from numba.cuda.simulator.kernelapi import FakeCUDAShared
+
+    from gpudnn.kernels import _common
+
+    _common._one_shared_array_per_block()
+    for _ in range(100):  # unlocked, about one round in 20 saw two arrays
+        shared, start, got = FakeCUDAShared(0), threading.Barrier(16), []
+
+        def take(shared=shared, start=start, got=got):
+            start.wait()
+            got.append(shared.array((4, 8), np.float32))
+
+        threads = [threading.Thread(target=take) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(got) == 16 and all(a is got[0] for a in got)
+        assert got[0].shape == (4, 8) and got[0].dtype == np.float32
