@@ -18,12 +18,18 @@ import numpy as np
 
 from .kernels import check_finite_scalar as real
 
-__all__ = ["choice", "features", "flag", "fraction", "integer", "labels", "positive_int", "real", "seed"]
+__all__ = ["choice", "features", "flag", "fraction", "integer", "is_integer", "labels", "positive_int", "real",
+           "seed"]
+
+
+def is_integer(value: Any) -> bool:
+    """Whether ``value`` is an int (Python or NumPy) and not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 def integer(name: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
     """An int (Python or NumPy, not bool) within [low, high] where those are given."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+    if not is_integer(value):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     value = int(value)
     if low is not None and value < low:

@@ -193,9 +193,8 @@ def test_simulated_threads_of_a_block_share_one_shared_array():
     install a locked lookup; 16 threads released at once must all get the same array."""
     import threading
 
-    from numba.cuda.simulator.kernelapi import FakeCUDAShared
-
     from gpudnn.kernels import _common
+    from numba.cuda.simulator.kernelapi import FakeCUDAShared
 
     _common._one_shared_array_per_block()
     for _ in range(100):  # unlocked, about one round in 20 saw two arrays

@@ -87,6 +87,36 @@ class Backend:
         """Whether ``exc`` is this backend running out of (device) memory."""
         return isinstance(exc, MemoryError)
 
+    # ----------------------------------------------------------------- linear algebra
+    # xp-generic references; a backend overrides them where its array library offers better routines.
+
+    def gram(self, a: Any) -> Any:
+        """``a^T a`` (d, d) of ``a`` (n, d), in a's dtype; only its upper triangle is meant to be read."""
+        return self.matmul(a, a, transpose_a=True)
+
+    def top_eigh(self, c: Any, k: int | None, dtype: Any) -> tuple[Any, Any]:
+        """Eigenvalues (m,) in descending order and eigenvectors (d, m) as columns of the symmetric
+        float64 ``c`` (d, d), which may be overwritten.
+
+        m = k when the backend computes the top ``k`` pairs alone, else d (here: always d).
+        ``dtype`` is that of the data behind ``c``: the accuracy the eigenvectors need.
+        """
+        w, v = self.xp.linalg.eigh(c)
+        return w[::-1], v[:, ::-1]
+
+    def svd(self, a: Any) -> tuple[Any, Any, Any]:
+        """Thin SVD of ``a`` (n, d) in a's dtype: U (n, m), S (m,) descending, Vt (m, d), m = min(n, d)."""
+        return self.xp.linalg.svd(a, full_matrices=False)
+
+    def orthonormal_basis(self, a: Any) -> Any:
+        """Orthonormal columns (n, m) spanning the columns of ``a`` (n, m), n >= m, in a's dtype."""
+        return self.xp.linalg.qr(a)[0]
+
+    def well_conditioned_basis(self, a: Any) -> Any:
+        """Well-conditioned columns (n, m), not necessarily orthonormal, spanning those of ``a`` (n, m),
+        n >= m, in a's dtype: all that the power iterations of a randomized SVD need."""
+        return self.orthonormal_basis(a)
+
     # ----------------------------------------------------------------- randomness
 
     def seed(self, seed: int | None) -> None:
