@@ -73,6 +73,14 @@ def test_nan_propagates_and_infinities_saturate(impl, activation):
     assert np.isnan(y[0])
     expected_inf = {"sigmoid": 1.0, "tanh": 1.0}.get(activation, np.inf)
     assert y[1] == expected_inf
+    # -inf: today's behaviour, pinned. gelu, gelu_tanh and silu are x * (a gate that is 0 at -inf),
+    # and -inf * 0 is NaN by the formula; the others saturate (or pass -inf through).
+    expected_minus_inf = {"identity": -np.inf, "leaky_relu": -np.inf, "relu": 0.0, "sigmoid": 0.0, "softplus": 0.0,
+                          "tanh": -1.0, "gelu": np.nan, "gelu_tanh": np.nan, "silu": np.nan}[activation]
+    if np.isnan(expected_minus_inf):
+        assert np.isnan(y[2]), y[2]
+    else:
+        assert y[2] == expected_minus_inf, y[2]
 
 
 @pytest.mark.parametrize("impl", IMPLS)

@@ -60,6 +60,7 @@ def test_cupy_unavailable_names_the_cause():
 def test_cudasim_needs_the_simulator():
     out = _python("import gpudnn; gpudnn.set_backend('cudasim')", NUMBA_ENABLE_CUDASIM="0")
     assert "needs NUMBA_ENABLE_CUDASIM=1" in out.stderr
+    assert out.returncode != 0 and "BackendUnavailableError" in out.stderr, out.stderr
 
 
 class _DeviceLike:

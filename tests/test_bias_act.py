@@ -9,7 +9,7 @@ import pytest
 from gpudnn.kernels import activations as A
 from gpudnn.kernels import bias_act as bias_act_module
 
-from tests.support import IMPLS, op, to_device, tolerance
+from tests.support import IMPLS, op, to_device, to_host, tolerance
 
 SHAPES = [(1, 1), (7, 13), (300, 257)]
 DTYPES = [np.float32, np.float64]
@@ -53,19 +53,29 @@ def test_matches_float64_formula(impl, dtype, shape, activation, rng):
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_keeps_preactivation_and_runs_in_place(impl, dtype, rng):
+    """z_out and out=x through the kernel itself, on arrays where it runs (tests.support.to_device: CuPy on
+    a GPU; under the simulator the NumPy arrays themselves, which the cuda kernels then write), brought
+    back with to_host: the same checks for all three, against the ref and against float64 maths."""
     x, b = _inputs(rng, (7, 13), dtype)
-    z = np.empty_like(x)
+    fn = getattr(bias_act_module, f"bias_act_{impl}")
+    place = to_device if impl == "cuda" else (lambda a: a)
+    xd, bd, zd = place(x.copy()), place(b), place(np.full_like(x, np.nan))
     expected_y = op("bias_act", "bias_act", "ref")(x, b, "tanh")
     expected_z = x + b
-    y = op("bias_act", "bias_act", impl)(x, b, "tanh", z_out=z)
-    if impl != "cuda":  # the cuda helper returns host copies, so z is checked through `y` only there
-        np.testing.assert_allclose(z, expected_z, **tolerance(dtype))
-    np.testing.assert_allclose(y, expected_y, **tolerance(dtype))
-    if impl != "cuda":
-        same = x.copy()
-        result = op("bias_act", "bias_act", impl)(same, b, "tanh", out=same)
-        assert result is same
-        np.testing.assert_allclose(same, expected_y, **tolerance(dtype))
+    exact_z = x.astype(np.float64) + b.astype(np.float64)
+    exact_y = _exact(exact_z, A.TANH, 0.0)
+    y = fn(xd, bd, "tanh", z_out=zd)
+    z = to_host(zd)
+    np.testing.assert_allclose(z, expected_z, **tolerance(dtype))
+    np.testing.assert_allclose(z, exact_z, **tolerance(dtype))
+    np.testing.assert_allclose(to_host(y), expected_y, **tolerance(dtype))
+    np.testing.assert_allclose(to_host(y), exact_y, **tolerance(dtype))
+    np.testing.assert_array_equal(to_host(xd), x)  # x is an input only here
+    same = place(x.copy())
+    result = fn(same, bd, "tanh", out=same)
+    assert result is same
+    np.testing.assert_allclose(to_host(same), expected_y, **tolerance(dtype))
+    np.testing.assert_allclose(to_host(same), exact_y, **tolerance(dtype))
 
 
 @pytest.mark.parametrize("impl", IMPLS)

@@ -3,9 +3,11 @@ formulas, and vs torch.optim when torch is importable."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
-from gpudnn.kernels import optim
+from gpudnn.kernels import LAUNCHES, optim
 
 from gpudnn.backend.numpy_backend import NumpyBackend
 from tests.support import HAVE_GPU, IMPLS, SIMULATOR, to_device, to_host
@@ -214,10 +216,26 @@ def _arrays(n: int = 8, dtype=np.float32, count: int = 4) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_empty_arrays_are_a_no_op(impl):
+    """Empty arrays are a valid step that changes nothing. The cuda variant launches no kernel (a grid
+    over 0 elements); the cpu one may call its compiled loop, which then runs 0 iterations, so it may
+    count up to one call per step; ref runs no kernel at all. The arguments are still validated."""
     p, g, m, v = _arrays(0)
+    before = Counter(LAUNCHES)
     _step(impl, "adam", 1, p, g, {"exp_avg": m, "exp_avg_sq": v}, {"lr": 0.1})
     _step(impl, "sgd", 1, p, g, {"momentum_buf": m}, {"lr": 0.1, "momentum": 0.9})
     _step(impl, "rmsprop", 1, p, g, {"square_avg": v, "grad_avg": m}, {"lr": 0.1, "centered": True})
+    assert LAUNCHES["cuda"] == before["cuda"], "a CUDA kernel was launched over empty arrays"
+    cpu_calls = LAUNCHES["cpu"] - before["cpu"]
+    assert (0 <= cpu_calls <= 3) if impl == "cpu" else cpu_calls == 0, cpu_calls
+    for a in (p, g, m, v):
+        assert a.shape == (0,) and a.dtype == np.float32
+    fn = getattr(optim, f"adam__{impl}")
+    on = to_device if impl == "cuda" else (lambda a: a)
+    with pytest.raises(ValueError, match=r"exp_avg must have shape \(0,\), got \(1,\)"):
+        fn(on(p), on(g), on(np.zeros(1, np.float32)), on(v), lr=0.1, step=1)
+    with pytest.raises(TypeError, match="exp_avg_sq must have dtype float32"):
+        fn(on(p), on(g), on(m), on(v.astype(np.float64)), lr=0.1, step=1)
+    assert LAUNCHES["cuda"] == before["cuda"] and LAUNCHES["cpu"] - before["cpu"] == cpu_calls
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -325,7 +343,7 @@ def test_host_and_device_arrays_do_not_mix():
 
 def test_hyper_parameters_are_keyword_only():
     p, g, m, v = _arrays()
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"takes 4 positional arguments but 6 were given"):
         optim.adam__cpu(p, g, m, v, 0.1, 1)
     with pytest.raises(TypeError, match="missing 1 required keyword-only argument: 'step'"):
         optim.adam__cpu(p, g, m, v, lr=0.1)

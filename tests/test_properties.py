@@ -27,9 +27,16 @@ def _report():
     print(f"\nproperty calls: {TRIED['calls']}, refused with a clear error: {TRIED['refused']}")
 
 
+LAYOUTS = ("c", "c", "c", "transposed", "sliced")
+
+
 @st.composite
-def arrays(draw, shape: tuple[int, ...] | None = None, dtype: Any = None) -> np.ndarray:
-    """An array that may be non-contiguous, of an odd dtype, with NaN/Inf or huge values."""
+def arrays(draw, shape: tuple[int, ...] | None = None, dtype: Any = None, layouts: tuple[str, ...] = LAYOUTS
+           ) -> np.ndarray:
+    """An array that may be non-contiguous, of an odd dtype, with NaN/Inf or huge values.
+
+    layouts: those to draw from; "transposed" is 2-D only (a 1-D array stays contiguous), "sliced"
+    takes every other element of a twice-repeated array (2-D: along the rows; 1-D: the array)."""
     if shape is None:
         shape = (draw(st.integers(0, 6)), draw(st.integers(0, 6)))
     dtype = dtype if dtype is not None else draw(st.sampled_from(DTYPES))
@@ -38,11 +45,13 @@ def arrays(draw, shape: tuple[int, ...] | None = None, dtype: Any = None) -> np.
     if special is not None and base.size:
         base.flat[draw(st.integers(0, base.size - 1))] = special
     a = base.astype(dtype) if dtype is not object else base.astype(object)
-    layout = draw(st.sampled_from(["c", "c", "c", "transposed", "sliced"]))
+    layout = draw(st.sampled_from(layouts))
     if layout == "transposed" and a.ndim == 2:
         a = np.ascontiguousarray(a.T).T
     elif layout == "sliced" and a.ndim == 2:
         a = np.repeat(a, 2, axis=1)[:, ::2]
+    elif layout == "sliced" and a.ndim == 1:
+        a = np.repeat(a, 2)[::2]
     return a
 
 
@@ -70,19 +79,26 @@ def check(module: str, name: str, args: tuple, kwargs: dict, names: list[str], e
 
     expect_ok: True, the call is valid and must compute; False, it must be refused; None, either."""
     TRIED["calls"] += 1
-    inputs = [a for a in args if isinstance(a, np.ndarray)]
+    array_keys = [k for k, v in kwargs.items() if isinstance(v, np.ndarray)]  # e.g. rmsprop's grad_avg
+    every = [*args, *(kwargs[k] for k in array_keys)]  # every argument, positional then keyword
+    labels = [*range(len(args)), *array_keys]
+    inputs = [a for a in every if isinstance(a, np.ndarray)]
     results = {}
+    updated = {}  # each impl's copies of the arguments, as its call left them
     for impl in ("ref", "cpu"):
         copies = [clone(a) for a in args]
         if len(args) > 1 and args[0] is args[1]:  # keep deliberate aliasing
             copies[1] = copies[0]
-        before = [c.copy() if isinstance(c, np.ndarray) and c.dtype != object else None for c in copies]
+        kw = {**kwargs, **{k: clone(kwargs[k]) for k in array_keys}}
+        written = [*copies, *(kw[k] for k in array_keys)]
+        updated[impl] = written
+        before = [c.copy() if isinstance(c, np.ndarray) and c.dtype != object else None for c in written]
         try:
-            results[impl] = kernel(module, name, impl)(*copies, **kwargs)
+            results[impl] = kernel(module, name, impl)(*copies, **kw)
         except (TypeError, ValueError) as exc:
             message = str(exc)
             assert any(n in message for n in names), f"{impl}: error does not name an argument: {message}"
-            for position, (after, expected) in enumerate(zip(copies, before)):
+            for position, after, expected in zip(labels, written, before):
                 if expected is not None:  # a refused call has written nothing
                     np.testing.assert_array_equal(after, expected, err_msg=f"{name}_{impl} refused the call but "
                                                   f"wrote into argument {position}")
@@ -94,6 +110,11 @@ def check(module: str, name: str, args: tuple, kwargs: dict, names: list[str], e
         assert expect_ok is not True, f"refused a valid call: {ref}"
         return
     assert expect_ok is not False, f"{name} accepted an invalid call with {[getattr(a, 'dtype', a) for a in args]}"
+    # What the calls wrote into their arguments (the in-place ops, e.g. the optimizers, return None).
+    for position, a, r, c in zip(labels, every, updated["ref"], updated["cpu"]):
+        if isinstance(a, np.ndarray) and a.dtype != object:
+            np.testing.assert_allclose(np.asarray(c, dtype=np.float64), np.asarray(r, dtype=np.float64), rtol=2e-4,
+                                       atol=2e-5, equal_nan=True, err_msg=f"{name}: argument {position} after the call")
     for r, c in zip(ref if isinstance(ref, tuple) else (ref,), cpu if isinstance(cpu, tuple) else (cpu,)):
         if r is None:
             continue
@@ -182,3 +203,79 @@ def test_optimizer_updates(data, name, lr, alias):
     if alias and n == 0:
         ok = None  # aliasing empty arrays is harmless: accepting or refusing are both fine
     check("optim", name, args, hyper, ["param", "grad", "lr", "momentum_buf", "exp_avg", "square_avg"], ok)
+
+
+# --------------------------------------------------------------------------- valid calls only
+# The tests above mostly draw calls that must be refused; these draw only calls that must compute
+# (one float dtype for every array, C-contiguous, valid targets/labels, no aliasing) and check
+# them through check() with expect_ok=True. The arrays may still hold NaN, Inf and huge values.
+
+
+def contiguous(shape: tuple[int, ...], dtype: Any):
+    return arrays(shape=shape, dtype=dtype, layouts=("c",))
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from(VALID), st.integers(1, 6), st.integers(1, 6))
+def test_bce_logits_valid(data, dtype, n, m):
+    logits = data.draw(contiguous((n, m), dtype))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    targets = rng.random((n, m))
+    targets[rng.random((n, m)) < 0.3] = rng.integers(0, 2)  # the ends of [0, 1] too
+    check("losses", "bce_logits", (logits, targets.astype(dtype)), {}, ["logits", "targets"], True)
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from(VALID), st.integers(1, 6), st.integers(1, 6))
+def test_mse_valid(data, dtype, n, m):
+    pred, target = data.draw(contiguous((n, m), dtype)), data.draw(contiguous((n, m), dtype))
+    check("losses", "mse", (pred, target), {}, ["pred", "target"], True)
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from(VALID), st.sampled_from([np.int32, np.int64]), st.integers(1, 6),
+       st.integers(1, 6), st.sampled_from([0.0, 0.1, 0.5]))
+def test_softmax_xent_valid(data, dtype, label_dtype, n, k, smoothing):
+    logits = data.draw(contiguous((n, k), dtype))
+    labels = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).integers(0, k, n).astype(label_dtype)
+    check("softmax_xent", "softmax_xent", (logits, labels), {"smoothing": smoothing}, ["logits", "labels"], True)
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from(["sgd_", "adam_", "rmsprop_"]), st.sampled_from(VALID), st.integers(0, 9))
+def test_optimizer_updates_valid(data, name, dtype, n):
+    def array(non_negative: bool = False) -> np.ndarray:  # a fresh buffer each: nothing aliases
+        a = data.draw(contiguous((n,), dtype))
+        return np.abs(a) if non_negative else a
+
+    param, grad = array(), array()
+    hyper: dict[str, Any] = {
+        "lr": data.draw(st.floats(0, 1)),
+        "l1": data.draw(st.sampled_from([0.0, 0.01])),
+        "l2": data.draw(st.sampled_from([0.0, 0.05])),
+        "weight_decay": data.draw(st.sampled_from([0.0, 0.1])),
+        "grad_scale": data.draw(st.sampled_from([1.0, 0.3])),
+    }
+    if name == "sgd_":
+        momentum = data.draw(st.sampled_from([0.0, 0.9]))
+        nesterov = momentum > 0 and data.draw(st.booleans())
+        hyper |= {"momentum": momentum, "nesterov": nesterov, "first_step": data.draw(st.booleans()),
+                  "dampening": 0.0 if nesterov else data.draw(st.sampled_from([0.0, 0.25]))}
+        args: tuple = (param, grad, array())
+        names = ["param", "grad", "momentum_buf"]
+    elif name == "adam_":
+        hyper |= {"beta1": data.draw(st.sampled_from([0.0, 0.5, 0.9])),
+                  "beta2": data.draw(st.sampled_from([0.9, 0.999])),
+                  "eps": data.draw(st.sampled_from([1e-8, 1e-3])), "step": data.draw(st.integers(1, 50))}
+        args = (param, grad, array(), array(non_negative=True))
+        names = ["param", "grad", "exp_avg", "exp_avg_sq"]
+    else:
+        momentum, centered = data.draw(st.sampled_from([0.0, 0.8])), data.draw(st.booleans())
+        hyper |= {"alpha": data.draw(st.sampled_from([0.9, 0.99])), "eps": data.draw(st.sampled_from([1e-8, 1e-3])),
+                  "momentum": momentum, "centered": centered}
+        args = (param, grad, array(non_negative=True))
+        names = ["param", "grad", "square_avg"]
+        for key, wanted in (("grad_avg", centered), ("momentum_buf", momentum > 0)):
+            if wanted:
+                hyper[key] = array()
+    check("optim", name, args, hyper, names, True)

@@ -150,7 +150,10 @@ def test_rows_match_float64_maths(impl, dtype, shape, name, rng):
         np.testing.assert_allclose(out, exact, **tol)
     else:  # x - logsumexp(x) is rounded in the input dtype: a few ulps of |x| and |logsumexp|
         slack = 4 * np.finfo(dtype).eps * (np.abs(x) + np.abs(x - exact))
-        assert np.all(np.abs(out - exact) <= slack + 1e-6 * np.abs(exact))
+        # float32 also carries the ~1e-6 relative error of the fast exp/log polynomials; float64 (libm)
+        # stays within 2 of those ulps (measured over 2000 draws of every impl and shape), so no more.
+        relative = 1e-6 if dtype == np.float32 else 0.0
+        assert np.all(np.abs(out - exact) <= slack + relative * np.abs(exact))
 
 
 @pytest.mark.parametrize("impl", IMPLS)

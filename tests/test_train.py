@@ -99,13 +99,30 @@ def test_nonfinite_loss_stops_with_epoch_and_step_and_keeps_parameters(rng):
     model = gd.Sequential(gd.Dense(3, 4, activation="relu"), gd.Dense(4, 2))
     model.parameters()[0].data[1, :] = 10.0
     opt = gd.SGD(model.parameters(), lr=1e-6)
+    before_step, after_step = [], []  # the parameters around every update the loop makes
+    step = opt.step
+
+    def recorded_step() -> None:
+        before_step.append([p.data.copy() for p in model.parameters()])
+        step()
+        after_step.append([p.data.copy() for p in model.parameters()])
+
+    opt.step = recorded_step
     with pytest.raises(gd.NonFiniteError, match=r"epoch 1, step 3 of 4"):
         gd.fit(model, gd.SoftmaxCrossEntropy(), opt, X, y, epochs=1, batch_size=8, shuffle=False, progress=False)
     assert all(np.all(np.isfinite(p.data)) for p in model.parameters())
+    assert len(after_step) == 2  # steps 1 and 2; the bad 3rd never reached the optimizer
+    for p, kept in zip(model.parameters(), after_step[-1]):  # exactly as before the bad step
+        np.testing.assert_array_equal(p.data, kept, err_msg=p.name)
+    before_step.clear()
+    after_step.clear()
     history = gd.fit(model, gd.SoftmaxCrossEntropy(), opt, X, y, epochs=1, batch_size=8, shuffle=False,
                      progress=False, on_nonfinite="skip")
     assert history.skipped_steps == 1 and len(history.epochs) == 1
     assert all(np.all(np.isfinite(p.data)) for p in model.parameters())
+    assert len(before_step) == 3  # steps 1, 2 and 4; the 4th starts from where the 2nd left the parameters
+    for p, kept, now in zip(model.parameters(), after_step[1], before_step[2]):
+        np.testing.assert_array_equal(now, kept, err_msg=p.name)
 
 
 def test_out_of_memory_suggests_a_smaller_batch(monkeypatch, rng):
@@ -123,6 +140,7 @@ def test_out_of_memory_suggests_a_smaller_batch(monkeypatch, rng):
 def test_gradient_clipping_bounds_the_step(rng):
     model = gd.Sequential(gd.Dense(3, 2, dtype=np.float64))
     before = model.parameters()[0].data.copy()
+    start = [p.data.copy() for p in model.parameters()]
     opt = gd.SGD(model.parameters(), lr=1.0, max_grad_norm=0.5)
     x = rng.standard_normal((4, 3)) * 100
     model.backward(gd.MSELoss()(model.forward(x, train=True), np.zeros((4, 2)))[1])
@@ -130,6 +148,11 @@ def test_gradient_clipping_bounds_the_step(rng):
     opt.step()
     moved = np.sqrt(sum(((p.data - s) ** 2).sum() for p, s in zip(model.parameters()[:1], [before])))
     assert moved <= 0.5 + 1e-9
+    # SGD with lr 1 moves all parameters together by the clipped gradient: by max_grad_norm exactly
+    # (up to the 1e-6 in the scale max_grad_norm / (norm + 1e-6)).
+    assert len(start) == 2
+    moved_all = np.sqrt(sum(((p.data - s) ** 2).sum() for p, s in zip(model.parameters(), start)))
+    assert moved_all == pytest.approx(0.5, rel=1e-5)
 
 
 def test_bad_training_data_is_named(rng):
