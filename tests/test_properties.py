@@ -28,20 +28,25 @@ def _report():
 
 
 LAYOUTS = ("c", "c", "c", "transposed", "sliced")
+SPECIALS = (np.nan, np.inf, -np.inf, 1e4, -1e4)
+# Plain values for the norms' parameters and statistics: their algebra turns an infinite gamma into Inf or NaN
+# by the path taken, and a gamma of 1e4 makes float32 cancel at the 1e-3 level; x gets the specials.
+PLAIN: tuple[float, ...] = ()
 
 
 @st.composite
-def arrays(draw, shape: tuple[int, ...] | None = None, dtype: Any = None, layouts: tuple[str, ...] = LAYOUTS
-           ) -> np.ndarray:
+def arrays(draw, shape: tuple[int, ...] | None = None, dtype: Any = None, layouts: tuple[str, ...] = LAYOUTS,
+           specials: tuple[float, ...] = SPECIALS) -> np.ndarray:
     """An array that may be non-contiguous, of an odd dtype, with NaN/Inf or huge values.
 
     layouts: those to draw from; "transposed" is 2-D only (a 1-D array stays contiguous), "sliced"
-    takes every other element of a twice-repeated array (2-D: along the rows; 1-D: the array)."""
+    takes every other element of a twice-repeated array (2-D: along the rows; 1-D: the array).
+    specials: the values one element may be set to."""
     if shape is None:
         shape = (draw(st.integers(0, 6)), draw(st.integers(0, 6)))
     dtype = dtype if dtype is not None else draw(st.sampled_from(DTYPES))
     base = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).standard_normal(shape) * 3
-    special = draw(st.sampled_from([None, np.nan, np.inf, -np.inf, 1e4, -1e4]))
+    special = draw(st.sampled_from((None, *specials)))
     if special is not None and base.size:
         base.flat[draw(st.integers(0, base.size - 1))] = special
     a = base.astype(dtype) if dtype is not object else base.astype(object)
@@ -211,8 +216,8 @@ def test_optimizer_updates(data, name, lr, alias):
 # them through check() with expect_ok=True. The arrays may still hold NaN, Inf and huge values.
 
 
-def contiguous(shape: tuple[int, ...], dtype: Any):
-    return arrays(shape=shape, dtype=dtype, layouts=("c",))
+def contiguous(shape: tuple[int, ...], dtype: Any, specials: tuple[float, ...] = SPECIALS):
+    return arrays(shape=shape, dtype=dtype, layouts=("c",), specials=specials)
 
 
 @SETTINGS
@@ -279,3 +284,61 @@ def test_optimizer_updates_valid(data, name, dtype, n):
             if wanted:
                 hyper[key] = array()
     check("optim", name, args, hyper, names, True)
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from(["layer_norm", "batch_norm"]), st.sampled_from([1e-5, 0.0, -1.0, float("nan")]),
+       st.booleans())
+def test_norms(data, norm, eps, training):
+    x = data.draw(arrays())
+    m = x.shape[1] if x.ndim == 2 else 1
+    gamma, beta = data.draw(arrays(shape=(m,), specials=PLAIN)), data.draw(arrays(shape=(m,), specials=PLAIN))
+    kwargs: dict[str, Any] = {}
+    ok = valid(x, gamma, beta) and eps > 0
+    if norm == "batch_norm":
+        stats = [np.zeros(m, x.dtype if x.dtype in VALID else np.float32), np.ones(m, np.float32)]
+        if stats[0].dtype == np.float64:
+            stats[1] = stats[1].astype(np.float64)
+        kwargs = {"training": training, "running_mean": stats[0], "running_var": stats[1]}
+        ok = ok and valid(x, *stats) and (not training or x.shape[0] >= 2)
+    check(norm, norm, (x, gamma, beta, eps), kwargs, ["x", "gamma", "beta", "eps", "running_mean", "running_var"], ok)
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from(["layer_norm", "batch_norm"]))
+def test_norm_backwards(data, norm):
+    dy = data.draw(arrays())
+    x = data.draw(arrays(shape=dy.shape))
+    n, m = dy.shape if dy.ndim == 2 else (1, 1)
+    length = n if norm == "layer_norm" else m
+    gamma = data.draw(arrays(shape=(m,), specials=PLAIN))
+    mean = data.draw(arrays(shape=(length,), specials=PLAIN))
+    rstd = np.abs(data.draw(arrays(shape=(length,), dtype=mean.dtype if mean.dtype != object else np.float32,
+                                   specials=PLAIN)))
+    ok = valid(dy, x, gamma, mean, rstd)
+    check(norm, f"{norm}_backward", (dy, x, gamma, mean, rstd), {}, ["dy", "x", "gamma", "mean", "rstd"], ok)
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from(["layer_norm", "batch_norm"]), st.sampled_from(VALID), st.integers(2, 6),
+       st.integers(1, 6), st.booleans())
+def test_norms_valid(data, norm, dtype, n, m, training):
+    x = data.draw(contiguous((n, m), dtype))
+    gamma, beta = (data.draw(contiguous((m,), dtype, PLAIN)) for _ in range(2))
+    kwargs: dict[str, Any] = {}
+    if norm == "batch_norm":
+        kwargs = {"training": training, "running_mean": data.draw(contiguous((m,), dtype, PLAIN)),
+                  "running_var": np.abs(data.draw(contiguous((m,), dtype, PLAIN)))}
+    check(norm, norm, (x, gamma, beta, 1e-5), kwargs, ["x", "gamma", "beta", "running_mean", "running_var"], True)
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from(["layer_norm", "batch_norm"]), st.sampled_from(VALID), st.integers(1, 6),
+       st.integers(1, 6))
+def test_norm_backwards_valid(data, norm, dtype, n, m):
+    dy, x = (data.draw(contiguous((n, m), dtype)) for _ in range(2))
+    length = n if norm == "layer_norm" else m
+    gamma = data.draw(contiguous((m,), dtype, PLAIN))
+    mean = data.draw(contiguous((length,), dtype, PLAIN))
+    rstd = np.abs(data.draw(contiguous((length,), dtype, PLAIN)))
+    check(norm, f"{norm}_backward", (dy, x, gamma, mean, rstd), {}, ["dy", "x", "gamma", "mean", "rstd"], True)
