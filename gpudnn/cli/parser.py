@@ -11,6 +11,7 @@ from ..optim import Optimizer
 from .bench import bench_job
 from .decomposition import autoencoder_job, pca_job
 from .info import info_job
+from .options import add_optimizer_knobs, add_reduction_options
 from .train import evaluate_job, predict_job, train_job
 from .usage import layer_widths, nonneg_float, positive_int
 
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", default=None, help="write training curves to this PNG")
     t.add_argument("--metrics-json", default=None, help="write history and test metrics to this JSON file")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_reduction_options(t)
+    add_optimizer_knobs(t)
     t.set_defaults(run=train_job)
 
     e = sub.add_parser("evaluate", help="accuracy of a saved model on a dataset")
