@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 
+from .compare import VARIANTS, compare_job, variant_list
 from .knobs import SCHEDULES, beta_pair
-from .reduction import parse_reduction
+from .reduction import Reduction, parse_reduction, reduction_list
 from .usage import layer_widths, nonneg_float, positive_int
 
 
-def add_reduction_options(parser: argparse.ArgumentParser, *, choice: bool = True) -> None:
+def add_reduction_options(parser: argparse.ArgumentParser, *, choice: bool = True, fine_tune: bool = True) -> None:
     """--reduce (unless the command takes a list of its own), --reduce-epochs, --reduce-hidden, --fine-tune."""
     g = parser.add_argument_group("dimensionality reduction (fitted on the training split only)")
     if choice:
@@ -21,8 +22,9 @@ def add_reduction_options(parser: argparse.ArgumentParser, *, choice: bool = Tru
                    help="epochs to pretrain an autoencoder reduction (default 40)")
     g.add_argument("--reduce-hidden", type=layer_widths, default=[128],
                    help="hidden widths of an autoencoder reduction's encoder (default 128)")
-    g.add_argument("--fine-tune", type=int, default=0, metavar="EPOCHS",
-                   help="after training on the frozen reduction, unfreeze it and train EPOCHS more end to end")
+    if fine_tune:
+        g.add_argument("--fine-tune", type=int, default=0, metavar="EPOCHS",
+                       help="after training on the frozen reduction, unfreeze it and train EPOCHS more end to end")
 
 
 def add_optimizer_knobs(parser: argparse.ArgumentParser) -> None:
@@ -45,3 +47,29 @@ def add_optimizer_knobs(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--step-every", type=nonneg_float, default=None, metavar="EPOCHS",
                    help="--schedule step: multiply the rate by --step-gamma every EPOCHS (default a third of the run)")
     g.add_argument("--step-gamma", type=nonneg_float, default=None, help="--schedule step: factor (default 0.1)")
+
+
+def add_compare_parser(sub: argparse._SubParsersAction) -> None:
+    """`gpudnn compare`: one run per optimizer variant and reduction, the same network and seed."""
+    c = sub.add_parser("compare", help="train the same MLP with each optimizer (and reduction): one plot, one table")
+    c.add_argument("--optimizers", type=variant_list, default=["sgd", "momentum", "adam", "rmsprop"],
+                   help=f"comma-separated, from {', '.join(VARIANTS)} (default sgd,momentum,adam,rmsprop)")
+    c.add_argument("--reduce", type=reduction_list, default=[Reduction("none")], metavar="SPECS",
+                   help="comma-separated reductions, e.g. none,pca:16,autoencoder:16 (default none)")
+    c.add_argument("--dataset", default="digits", help="as for train (default digits)")
+    c.add_argument("--hidden", type=layer_widths, default=[256, 128], help="hidden widths (default 256,128)")
+    c.add_argument("--activation", default="relu")
+    c.add_argument("--dropout", type=float, default=0.1)
+    c.add_argument("--epochs", type=positive_int, default=15, help="epochs per run (default 15)")
+    c.add_argument("--batch-size", type=positive_int, default=64)
+    c.add_argument("--lr", type=nonneg_float, default=None,
+                   help="one learning rate for every run (default: 0.01 for the SGD family, 1e-3 otherwise)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--target-loss", type=nonneg_float, default=0.1,
+                   help="the training loss whose steps the table counts (default 0.1)")
+    c.add_argument("--plot", default=None, help="loss and accuracy curves of every run (PNG)")
+    c.add_argument("--table", default=None, help="write the table here (Markdown)")
+    c.add_argument("--metrics-json", default=None, help="every run's history and summary (JSON)")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_reduction_options(c, choice=False, fine_tune=False)
+    c.set_defaults(run=compare_job)

@@ -47,6 +47,30 @@ def training_curves(history: Any, path: str | Path, title: str = "") -> Path:
     return _save(fig, path)
 
 
+def comparison_curves(runs: list[tuple[str, list[dict[str, float]]]], path: str | Path, title: str = "",
+                      target_loss: float | None = None) -> Path:
+    """Several runs' training loss (log scale) and validation accuracy per epoch, one line per run."""
+    plt = _pyplot()
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11.5, 4.4))
+    for label, epochs in runs:
+        x = np.arange(1, len(epochs) + 1)
+        line, = loss_ax.plot(x, [e["loss"] for e in epochs], marker="o", ms=3, label=label)
+        if epochs and "val_accuracy" in epochs[0]:
+            acc_ax.plot(x, [e["val_accuracy"] for e in epochs], marker="o", ms=3, color=line.get_color(), label=label)
+    if target_loss is not None:
+        loss_ax.axhline(target_loss, color="grey", ls="--", lw=1, label=f"target loss {target_loss:g}")
+    loss_ax.set_yscale("log")
+    loss_ax.set_ylabel("training loss (log scale)")
+    acc_ax.set_ylabel("validation accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
 def scatter_2d(points: np.ndarray, labels: np.ndarray, path: str | Path, title: str, axis_names=("1", "2")) -> Path:
     """A 2-D embedding coloured by class."""
     plt = _pyplot()

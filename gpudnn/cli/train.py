@@ -34,7 +34,7 @@ def _scaling(extra: dict[str, Any], dtype: Any = np.float32) -> tuple[np.ndarray
     return (np.asarray(s["mean"], dtype), np.asarray(s["std"], dtype)) if s else None
 
 
-def _write_json(path: str | Path, payload: dict[str, Any]) -> None:
+def write_json(path: str | Path, payload: dict[str, Any]) -> None:
     atomic_write(path, lambda f: f.write((json.dumps(payload, indent=2) + "\n").encode()))
 
 
@@ -159,7 +159,7 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
         training_curves(History(epochs=epochs_log), plot, title=f"gpudnn MLP on {dataset}")
         print(f"curves written to {plot}")
     if metrics_json:
-        _write_json(metrics_json, summary)
+        write_json(metrics_json, summary)
     return summary
 
 
