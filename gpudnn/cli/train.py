@@ -110,7 +110,8 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
     if reduction_report is not None:
         print(describe(reduction_report))
     total_epochs = epochs + plan["fine_tune"]
-    lr_schedule = build_schedule(plan["schedule"], warmup=plan["warmup"], epochs=total_epochs,
+    plan.setdefault("schedule_epochs", total_epochs)  # a resumed run keeps the first run's horizon
+    lr_schedule = build_schedule(plan["schedule"], warmup=plan["warmup"], epochs=plan["schedule_epochs"],
                                  step_every=plan["step_every"], step_gamma=plan["step_gamma"])
     extra = {"dataset": dataset, "seed": seed, "label": label,
              "standardize": {"mean": mean.tolist(), "std": std.tolist()}, "n_classes": data.n_classes,
