@@ -69,14 +69,16 @@ def format_table(rows: list[dict[str, Any]], target: float) -> str:
 
 def _compile_kernels(variants: Sequence[str], dataset: str, hidden: Sequence[int], activation: str, dropout: float,
                      batch_size: int) -> None:
-    """One step of each optimizer on a copy of the network, so Numba's compilation is timed in no run."""
+    """One step of each variant (and one validation pass) on a copy of the network, so that Numba's compilation
+    is timed in no run."""
     started = time.perf_counter()
     data = load_dataset(dataset)
     X, y = data.X_train[:batch_size], data.y_train[:batch_size]
-    for name in dict.fromkeys(VARIANTS[v][0] for v in variants):
+    for variant in variants:
+        name, settings, _ = VARIANTS[variant]
         model = build_mlp(data.n_features, list(hidden), data.n_classes, activation, dropout)
-        fit(model, SoftmaxCrossEntropy(), Optimizer.named(name)(model.parameters(), lr=1e-3), X, y, epochs=1,
-            batch_size=batch_size, progress=False)
+        fit(model, SoftmaxCrossEntropy(), Optimizer.named(name)(model.parameters(), lr=1e-3, **settings), X, y,
+            epochs=1, batch_size=batch_size, validation_data=(X, y), progress=False)
     print(f"kernels compiled in {time.perf_counter() - started:.1f} s (outside the timed runs)", file=sys.stderr)
 
 
@@ -109,7 +111,7 @@ def compare_job(*, optimizers: Sequence[str] = ("sgd", "momentum", "adam", "rmsp
     if plot:
         from .plots import comparison_curves
 
-        comparison_curves([(run["label"], run["history"]) for run in runs], plot,
+        comparison_curves([(run["label"], run["variant"], run["reduce"], run["history"]) for run in runs], plot,
                           title=f"{dataset}: the same MLP ({','.join(map(str, hidden))}) trained each way, seed {seed}",
                           target_loss=target_loss)
         print(f"curves written to {plot}")
