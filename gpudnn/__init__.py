@@ -15,7 +15,7 @@ from .backend import (
 )
 from .backend.precompile import precompile
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from .decomposition import PCA, Autoencoder
+from .decomposition import PCA, Autoencoder, encoder_layers, pca_layer
 from .nn import (
     Activation,
     BatchNorm1d,
@@ -59,4 +59,5 @@ __all__ = [
     "LayerNorm", "load_checkpoint", "MSELoss", "NonFiniteError", "Optimizer", "Parameter", "PCA",
     "precompile", "predict", "RMSprop", "save_checkpoint", "seed", "selection_reason", "Sequential",
     "set_backend", "SGD", "SoftmaxCrossEntropy", "StepDecay", "use_backend", "WarmUp", "__version__",
+    "encoder_layers", "pca_layer",
 ]

@@ -1,7 +1,7 @@
 """Checkpoints: atomic, pickle-free, versioned and checksummed.
 
 A checkpoint is an ``.npz`` archive of plain arrays: ``model/<param>`` and ``optim/<buffer>``,
-plus ``__meta__``, a JSON document (format, version, model architecture, optimizer
+plus ``__meta__``, a JSON document (format, version, model architecture, frozen parameters, optimizer
 hyper-parameters and step, loss, epoch, random-generator state, user extras) whose
 ``checksum`` is a SHA-256 over every array's name, dtype, shape and bytes.
 
@@ -91,7 +91,7 @@ def save_checkpoint(path: str | os.PathLike, model: Sequential, optimizer: Optim
         "format": FORMAT, "version": VERSION, "model": model.config(), "epoch": epoch,
         "dtype": str(model.parameters()[0].data.dtype), "backend": model.backend.name,
         "rng": model.backend.rng.bit_generator.state, "loss": loss.config() if loss is not None else None,
-        "extra": extra or {},
+        "extra": extra or {}, "frozen": model.frozen_parameter_names(),
     }
     if optimizer is not None:
         state = optimizer.state_dict()
@@ -145,11 +145,15 @@ def load_checkpoint(path: str | os.PathLike, model: Sequential | None = None, op
     if model is None:
         try:
             model = Sequential.from_config(meta["model"])
+            model.set_frozen(meta.get("frozen", []))
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: cannot rebuild the saved model: {exc}") from None
     elif model.config() != meta["model"]:
         raise CheckpointError(f"{path} holds another architecture: {meta['model']} (the model given is "
                               f"{model.config()})")
+    elif model.frozen_parameter_names() != meta.get("frozen", []):
+        raise CheckpointError(f"{path} was saved with frozen parameters {meta.get('frozen', [])}, the model given "
+                              f"has {model.frozen_parameter_names()}")
     model.load_state_dict(weights)
     if optimizer is None and with_optimizer:
         optimizer = optimizer_from_checkpoint(meta, model)
@@ -176,7 +180,4 @@ def optimizer_from_checkpoint(meta: dict[str, Any], model: Sequential) -> Optimi
     cls = Optimizer.registry.get(state["type"])
     if cls is None:
         raise CheckpointError(f"unknown optimizer type {state['type']!r} in checkpoint")
-    hyper = dict(state["hyper"])
-    if "betas" in hyper:
-        hyper["betas"] = tuple(hyper["betas"])
-    return cls(model.parameters(), **hyper)
+    return cls.from_hyper(model.parameters(), state["hyper"])

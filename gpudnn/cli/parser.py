@@ -11,6 +11,7 @@ from ..optim import Optimizer
 from .bench import bench_job
 from .decomposition import autoencoder_job, pca_job
 from .info import info_job
+from .options import add_compare_parser, add_optimizer_knobs, add_reduction_options
 from .train import evaluate_job, predict_job, train_job
 from .usage import layer_widths, nonneg_float, positive_int
 
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", default=None, help="write training curves to this PNG")
     t.add_argument("--metrics-json", default=None, help="write history and test metrics to this JSON file")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_reduction_options(t)
+    add_optimizer_knobs(t)
     t.set_defaults(run=train_job)
 
     e = sub.add_parser("evaluate", help="accuracy of a saved model on a dataset")
@@ -93,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(run=autoencoder_job)
+
+    add_compare_parser(sub)
 
     bn = sub.add_parser("bench", help="benchmarks against NumPy/PyTorch/scikit-learn (from a source checkout)")
     bn.add_argument("suite", choices=("kernels", "mlp", "pca", "all"), nargs="?", default="kernels")

@@ -47,6 +47,36 @@ def training_curves(history: Any, path: str | Path, title: str = "") -> Path:
     return _save(fig, path)
 
 
+def comparison_curves(runs: list[tuple[str, str, str, list[dict[str, float]]]], path: str | Path, title: str = "",
+                      target_loss: float | None = None) -> Path:
+    """Runs given as (label, colour group, line-style group, epochs): training loss (log scale) and validation
+    accuracy per epoch, one line per run, a colour per colour group (e.g. the optimizer) and a line style
+    per line-style group (e.g. the reduction)."""
+    plt = _pyplot()
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(12.5, 4.8))
+    colours = {c: f"C{i}" for i, c in enumerate(dict.fromkeys(run[1] for run in runs))}
+    styles = {s: ("-", "--", ":", "-.")[i % 4] for i, s in enumerate(dict.fromkeys(run[2] for run in runs))}
+    for label, colour, style, epochs in runs:
+        x = np.arange(1, len(epochs) + 1)
+        look = {"color": colours[colour], "ls": styles[style], "marker": "o", "ms": 2.5, "label": label}
+        loss_ax.plot(x, [e["loss"] for e in epochs], **look)
+        if epochs and "val_accuracy" in epochs[0]:
+            acc_ax.plot(x, [e["val_accuracy"] for e in epochs], **look)
+    if target_loss is not None:
+        loss_ax.axhline(target_loss, color="grey", ls="--", lw=1, label=f"target loss {target_loss:g}")
+    loss_ax.set_yscale("log")
+    loss_ax.set_ylabel("training loss (log scale)")
+    acc_ax.set_ylabel("validation accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3, which="both")
+    # the accuracy panel's lower right stays empty once the curves rise: the legend of both panels goes there
+    acc_ax.legend(*loss_ax.get_legend_handles_labels(), fontsize=7, ncol=2 if len(runs) > 6 else 1, loc="lower right")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
 def scatter_2d(points: np.ndarray, labels: np.ndarray, path: str | Path, title: str, axis_names=("1", "2")) -> Path:
     """A 2-D embedding coloured by class."""
     plt = _pyplot()

@@ -21,8 +21,11 @@ from ..checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from ..data import load_dataset, load_features, standardize
 from ..nn.losses import Loss, SoftmaxCrossEntropy
 from ..nn.mlp import build_mlp
+from ..nn.sequential import Sequential
 from ..optim.optimizers import Optimizer
 from ..training import EarlyStopping, History, evaluate, fit, predict
+from .knobs import build_schedule, check_resumed_settings, optimizer_settings
+from .reduction import Reduction, describe, fit_reduction
 from .usage import UsageError
 
 
@@ -31,7 +34,7 @@ def _scaling(extra: dict[str, Any], dtype: Any = np.float32) -> tuple[np.ndarray
     return (np.asarray(s["mean"], dtype), np.asarray(s["std"], dtype)) if s else None
 
 
-def _write_json(path: str | Path, payload: dict[str, Any]) -> None:
+def write_json(path: str | Path, payload: dict[str, Any]) -> None:
     atomic_write(path, lambda f: f.write((json.dumps(payload, indent=2) + "\n").encode()))
 
 
@@ -40,8 +43,14 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
               batch_size: int = 64, l1: float = 0.0, l2: float = 0.0, weight_decay: float = 0.0, seed: int = 0,
               val_fraction: float = 0.1, patience: int | None = None, label: str | None = None, save: str | None = None,
               resume: str | None = None, plot: str | None = None, metrics_json: str | None = None,
-              on_nonfinite: str = "raise", quiet: bool = False) -> dict[str, Any]:
-    """Train an MLP classifier on a dataset and report test accuracy, wall time and backend."""
+              on_nonfinite: str = "raise", quiet: bool = False, momentum: float | None = None,
+              nesterov: bool | None = None, dampening: float | None = None, betas: Sequence[float] | None = None,
+              eps: float | None = None, alpha: float | None = None, centered: bool | None = None,
+              max_grad_norm: float | None = None, schedule: str | None = None, warmup: float | None = None,
+              step_every: float | None = None, step_gamma: float | None = None, reduce: Reduction | None = None,
+              reduce_epochs: int = 40, reduce_hidden: Sequence[int] = (128,), fine_tune: int = 0) -> dict[str, Any]:
+    """Train an MLP classifier on a dataset (behind a reduction fitted on the training rows, with
+    ``reduce``) and report test accuracy, wall time and backend."""
     started = time.perf_counter()
     backend_module.seed(seed)
     b = get_backend()
@@ -57,7 +66,16 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
     val_idx, fit_idx = split[:n_val], split[n_val:]
     validation = (X_train[val_idx], data.y_train[val_idx]) if n_val else None
     loss_fn = SoftmaxCrossEntropy()
-    initial_epoch, history_before = 0, []
+    knobs = {"momentum": momentum, "nesterov": nesterov, "dampening": dampening, "betas": betas, "eps": eps,
+             "alpha": alpha, "centered": centered, "max_grad_norm": max_grad_norm}
+    plan = {"reduce": str(reduce or Reduction("none")), "fine_tune": fine_tune, "base_lr": lr,
+            "schedule": schedule or "constant", "warmup": warmup or 0.0, "step_every": step_every,
+            "step_gamma": 0.1 if step_gamma is None else step_gamma}
+    if fine_tune < 0:
+        raise UsageError(f"--fine-tune must be a number of epochs >= 0, got {fine_tune}")
+    if fine_tune and plan["reduce"] == "none":
+        raise UsageError("--fine-tune unfreezes a reduction: it needs --reduce pca:K or autoencoder:K")
+    initial_epoch, history_before, reduction_report = 0, [], None
     if resume:
         ckpt = load_checkpoint(resume, with_optimizer=True)
         model, opt = ckpt.model, ckpt.optimizer
@@ -65,19 +83,39 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
             raise UsageError(f"--resume {resume} was trained for {ckpt.model.in_features} features and "
                              f"{ckpt.model.out_features} classes, not this dataset's {data.n_features} and "
                              f"{data.n_classes}")
+        check_resumed_settings(opt, knobs)
+        plan = _resumed_plan(ckpt.extra.get("plan", {}), plan, {"reduce": reduce, "fine_tune": fine_tune or None,
+                                                                "schedule": schedule, "warmup": warmup,
+                                                                "step_every": step_every, "step_gamma": step_gamma})
+        reduction_report = ckpt.extra.get("reduction")
         initial_epoch = int(ckpt.epoch or 0)
         history_before = ckpt.extra.get("history", [])
         if not quiet:
             print(f"resumed from {resume} after epoch {initial_epoch}", file=sys.stderr)
     else:
         optimizer_type = Optimizer.named(optimizer)
-        model = build_mlp(data.n_features, list(hidden), data.n_classes, activation, dropout, norm)
+        settings = optimizer_settings(optimizer_type, knobs)
+        head: list[Any] = []
+        if reduce is not None and reduce.kind != "none":
+            X_val = None if validation is None else validation[0]
+            head, reduction_report = fit_reduction(reduce, X_train[fit_idx], X_val, seed=seed, epochs=reduce_epochs,
+                                                   hidden=reduce_hidden, batch_size=batch_size, quiet=quiet)
+        n_in = reduction_report["components"] if head else data.n_features
+        mlp = build_mlp(n_in, list(hidden), data.n_classes, activation, dropout, norm)
+        model = Sequential(*head, *mlp.layers) if head else mlp
         regularization = {"l1": l1, "l2": l2}
         if weight_decay or optimizer_type.__name__ == "AdamW":
             regularization["weight_decay"] = weight_decay
-        opt = optimizer_type(model.parameters(), lr=lr, **regularization)
+        opt = optimizer_type(model.parameters(), lr=lr, **regularization, **settings)
+    if reduction_report is not None:
+        print(describe(reduction_report))
+    total_epochs = epochs + plan["fine_tune"]
+    plan.setdefault("schedule_epochs", total_epochs)  # a resumed run keeps the first run's horizon
+    lr_schedule = build_schedule(plan["schedule"], warmup=plan["warmup"], epochs=plan["schedule_epochs"],
+                                 step_every=plan["step_every"], step_gamma=plan["step_gamma"])
     extra = {"dataset": dataset, "seed": seed, "label": label,
-             "standardize": {"mean": mean.tolist(), "std": std.tolist()}, "n_classes": data.n_classes}
+             "standardize": {"mean": mean.tolist(), "std": std.tolist()}, "n_classes": data.n_classes,
+             "plan": plan, "reduction": reduction_report}
     epochs_log = list(history_before)
 
     def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
@@ -85,20 +123,34 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
         if save:
             save_checkpoint(save, model, opt, epoch=epoch + 1, loss=loss_fn, extra={**extra, "history": epochs_log})
 
-    stopper = EarlyStopping("val_loss", patience=patience) if patience is not None and validation else None
-    history = fit(model, loss_fn, opt, X_train[fit_idx], data.y_train[fit_idx], epochs=epochs, batch_size=batch_size,
-                  validation_data=validation, progress=not quiet, early_stopping=stopper,
-                  initial_epoch=initial_epoch, on_epoch_end=on_epoch_end, on_nonfinite=on_nonfinite)
+    epochs_run, stopped_early, skipped = 0, False, 0
+    for end, fine_tuning in ((epochs, False), (total_epochs, True)):
+        if initial_epoch >= end:
+            continue
+        if fine_tuning and model.frozen_parameter_names():
+            model.set_frozen([])
+            opt = type(opt).from_hyper(model.parameters(), {**opt.hyper(), "lr": plan["base_lr"]})
+            if not quiet:
+                print(f"fine-tuning the reduction with the classifier for {plan['fine_tune']} epochs", file=sys.stderr)
+        opt.lr = plan["base_lr"]  # the schedule scales the base rate; a checkpoint holds the last scaled one
+        stopper = EarlyStopping("val_loss", patience=patience) if patience is not None and validation else None
+        history = fit(model, loss_fn, opt, X_train[fit_idx], data.y_train[fit_idx], epochs=end,
+                      batch_size=batch_size, validation_data=validation, progress=not quiet, schedule=lr_schedule,
+                      early_stopping=stopper, initial_epoch=initial_epoch, on_epoch_end=on_epoch_end,
+                      on_nonfinite=on_nonfinite)
+        epochs_run += len(history.epochs)
+        stopped_early, skipped = stopped_early or history.stopped_early, skipped + history.skipped_steps
+        initial_epoch = end
+        if save and stopper is not None and stopper.restore_best:  # the restored best weights are what is tested
+            save_checkpoint(save, model, opt, epoch=end, loss=loss_fn, extra={**extra, "history": epochs_log})
     test = evaluate(model, loss_fn, X_test, data.y_test)
-    if save and stopper is not None and stopper.restore_best:  # the restored best weights are what was tested
-        save_checkpoint(save, model, opt, epoch=initial_epoch + len(history.epochs), loss=loss_fn,
-                        extra={**extra, "history": epochs_log})
     wall = time.perf_counter() - started
     summary = {"dataset": dataset, "test_accuracy": test["accuracy"], "test_loss": test["loss"],
-               "epochs_run": len(history.epochs), "wall_time_s": wall, "backend": b.name,
+               "epochs_run": epochs_run, "wall_time_s": wall, "backend": b.name,
                "backend_reason": selection_reason(b), "model": model.config(),
-               "optimizer": {"type": type(opt).__name__, **opt.hyper()}, "history": epochs_log,
-               "stopped_early": history.stopped_early, "skipped_steps": history.skipped_steps}
+               "optimizer": {"type": type(opt).__name__, **opt.hyper(), "lr": plan["base_lr"]}, "plan": plan,
+               "reduction": reduction_report, "steps_per_epoch": -(-len(fit_idx) // batch_size),
+               "history": epochs_log, "stopped_early": stopped_early, "skipped_steps": skipped}
     print(f"test accuracy {test['accuracy']:.4f}  test loss {test['loss']:.4f}  "
           f"({len(data.y_test)} samples of {dataset})")
     print(f"wall time {wall:.1f} s  backend {b.name} ({selection_reason(b)})")
@@ -108,8 +160,20 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
         training_curves(History(epochs=epochs_log), plot, title=f"gpudnn MLP on {dataset}")
         print(f"curves written to {plot}")
     if metrics_json:
-        _write_json(metrics_json, summary)
+        write_json(metrics_json, summary)
     return summary
+
+
+def _resumed_plan(saved: dict[str, Any], fresh: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's training plan (reduction, fine-tuning, schedule, base rate); a setting given on the
+    command line with another value is refused."""
+    plan = {**fresh, **saved}
+    for key, value in given.items():
+        if value is not None and str(value) != str(plan[key]):
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(f"{flag} {value} differs from the resumed checkpoint's {plan[key]}: --resume keeps the "
+                             f"saved plan")
+    return plan
 
 
 def _checkpoint_dataset(extra: dict[str, Any], dataset: str | None, label: str | None) -> Any:

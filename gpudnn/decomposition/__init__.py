@@ -2,5 +2,6 @@
 
 from .autoencoder import Autoencoder
 from .pca import PCA
+from .stages import encoder_layers, pca_layer
 
-__all__ = ["PCA", "Autoencoder"]
+__all__ = ["PCA", "Autoencoder", "encoder_layers", "pca_layer"]

@@ -41,6 +41,28 @@ class Layer(Registered, family="layer"):
     def parameters(self) -> list[Parameter]:
         return list(self._params.values())
 
+    def trainable_parameters(self) -> list[Parameter]:
+        """The parameters an optimizer should update (the frozen ones left out)."""
+        return [p for p in self._params.values() if p.trainable]
+
+    @property
+    def trainable(self) -> bool:
+        """Whether any parameter of the layer is trained (False for a frozen or parameter-free layer)."""
+        return any(p.trainable for p in self._params.values())
+
+    def freeze(self) -> Layer:
+        """Stop training every parameter of the layer: no gradients, no optimizer state, no updates.
+        Optimizers read frozenness when they are built, so freeze before building one. Returns self."""
+        for p in self._params.values():
+            p.trainable = False
+        return self
+
+    def unfreeze(self) -> Layer:
+        """Train every parameter of the layer again (build a new optimizer to include them). Returns self."""
+        for p in self._params.values():
+            p.trainable = True
+        return self
+
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         for name, p in self._params.items():
             yield prefix + name, p

@@ -8,6 +8,10 @@ term is then computed straight into the gradient (``grad_target``) or copied ove
 instead of added, which saves a pass over every gradient per step. Where the buffer itself must hold
 the zeros (the optimizer reads the flat arena), ``write_pending_zero()`` writes them; the ``grad``
 property does so before it returns the buffer.
+
+Frozen parameters (``trainable = False``, see ``Layer.freeze``) take no gradient: ``accumulate`` skips
+them and ``grad_target`` hands out a workspace buffer, so a layer's backward runs unchanged while the
+gradient stays zero, and optimizers leave them out of their arena.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ class Parameter:
         self.data = data
         self._grad = backend.zeros(data.shape, data.dtype)
         self._zero_pending = False
+        self.trainable = True
 
     def __repr__(self) -> str:
-        return f"Parameter({self.name!r}, shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
+        frozen = "" if self.trainable else ", frozen"
+        return f"Parameter({self.name!r}, shape={tuple(self.data.shape)}, dtype={self.data.dtype}{frozen})"
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -57,12 +63,17 @@ class Parameter:
 
     def grad_target(self, ws: Workspace, name: str) -> Any:
         """Where the next gradient term should be computed: the gradient buffer itself while its zero is
-        pending (``accumulate`` then has nothing to copy), else the workspace buffer ``name``."""
-        return self._grad if self._zero_pending else ws.get(self.backend, name, self.shape, self.data.dtype)
+        pending (``accumulate`` then has nothing to copy), else the workspace buffer ``name`` (always
+        for a frozen parameter, whose gradient is never written)."""
+        if self._zero_pending and self.trainable:
+            return self._grad
+        return ws.get(self.backend, name, self.shape, self.data.dtype)
 
     def accumulate(self, value: Any) -> None:
         """grad += value (grad = value while the zero is pending; nothing to copy when value is the
-        gradient buffer itself)."""
+        gradient buffer itself). Nothing for a frozen parameter."""
+        if not self.trainable:
+            return
         if self._zero_pending:
             if value is not self._grad:
                 self._grad[...] = value
@@ -71,8 +82,10 @@ class Parameter:
             self._grad += value
 
     def accumulate_matmul(self, a: Any, b: Any, ws: Workspace, name: str, *, transpose_a: bool = False) -> None:
-        """grad += op(a) @ b, written straight into the gradient while its zero is pending (no temporary)."""
-        self.accumulate(self.backend.matmul(a, b, out=self.grad_target(ws, name), transpose_a=transpose_a))
+        """grad += op(a) @ b, written straight into the gradient while its zero is pending (no temporary);
+        no GEMM at all for a frozen parameter."""
+        if self.trainable:
+            self.accumulate(self.backend.matmul(a, b, out=self.grad_target(ws, name), transpose_a=transpose_a))
 
 
 class Arena:

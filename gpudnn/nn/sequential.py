@@ -27,8 +27,9 @@ class Sequential(Layer):
         for (i, a), (j, b) in zip(widths, widths[1:]):
             if a.out_features != b.in_features:
                 raise ValueError(f"layer {i} outputs {a.out_features} features but layer {j} expects {b.in_features}")
-        if isinstance(self.layers[0], Dense):  # nothing upstream needs dx of the input
-            self.layers[0].needs_input_grad = False
+        for i, layer in enumerate(self.layers):  # nothing upstream needs dx of the input; every other dx is used
+            if isinstance(layer, Dense):
+                layer.needs_input_grad = i > 0
         self._params = {name: p for i, layer in enumerate(self.layers) for name, p in layer.named_parameters(f"{i}.")}
         for name, p in self._params.items():
             p.name = name
@@ -63,14 +64,56 @@ class Sequential(Layer):
         """The chain rule through every layer; returns dx (None when the first layer needs none).
 
         Gradients between layers live in the layers' workspaces, which the next layer down may
-        overwrite; the caller's ``dy`` is overwritten only with ``overwrite_dy=True``.
+        overwrite; the caller's ``dy`` is overwritten only with ``overwrite_dy=True``. Where frozen layers
+        lie below every trainable one (a frozen head such as a PCA stage), the layers below the lowest
+        trainable one are not run at all, nor is that layer's input gradient, and None is returned.
         """
         original = dy
-        for layer in reversed(self.layers):
-            dy = layer.backward(dy, overwrite_dy=overwrite_dy or dy is not original)
+        lowest = self._lowest_trained_above_frozen()
+        if lowest is None:
+            return None
+        for i in range(len(self.layers) - 1, lowest - 1, -1):
+            layer = self.layers[i]
+            overwrite = overwrite_dy or dy is not original
+            if i == lowest and i > 0:
+                return self._last_backward(layer, dy, overwrite)
+            dy = layer.backward(dy, overwrite_dy=overwrite)
             if dy is None:
                 break
         return dy
+
+    def _lowest_trained_above_frozen(self) -> int | None:
+        """Where backward may stop: 0 unless frozen layers lie below every trainable one, else the index of
+        the lowest trainable layer (None when nothing trains at all)."""
+        lowest = next((i for i, layer in enumerate(self.layers) if layer.trainable), None)
+        if lowest is None:
+            return None if any(layer.parameters() for layer in self.layers) else 0
+        return lowest if any(layer.parameters() for layer in self.layers[:lowest]) else 0
+
+    @staticmethod
+    def _last_backward(layer: Layer, dy: Any, overwrite_dy: bool) -> None:
+        """Backward of the lowest trainable layer above frozen ones: its parameters' gradients only."""
+        needs = getattr(layer, "needs_input_grad", None)
+        if needs:
+            layer.needs_input_grad = False
+        try:
+            layer.backward(dy, overwrite_dy=overwrite_dy)
+        finally:
+            if needs:
+                layer.needs_input_grad = True
+        return None
+
+    def frozen_parameter_names(self) -> list[str]:
+        """Names of the parameters that are not trained (``Layer.freeze``), in model order."""
+        return [name for name, p in self._params.items() if not p.trainable]
+
+    def set_frozen(self, names: list[str]) -> None:
+        """Freeze exactly the parameters named (every other one trains), e.g. as a checkpoint records them."""
+        unknown = sorted(set(names) - set(self._params))
+        if unknown:
+            raise ValueError(f"no parameters named {unknown} in this model (it has {sorted(self._params)})")
+        for name, p in self._params.items():
+            p.trainable = name not in names
 
     def zero_grad(self) -> None:
         for p in self._params.values():

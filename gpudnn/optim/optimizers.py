@@ -29,14 +29,20 @@ def _nonneg(name: str, value: Any, *, upper: float | None = None, upper_open: bo
 
 
 class Optimizer(Registered, family="optimizer"):
-    """Base: arena, regularization, clipping, state (de)serialisation. Every public subclass is in
+    """Base: arena, regularization, clipping, state (de)serialisation. Frozen parameters
+    (``trainable = False`` when the optimizer is built) are left out of the arena, its state and its
+    penalty. Every public subclass is in
     ``Optimizer.registry`` by class name (checkpoints store it; the CLI takes it in lower case)."""
 
     buffers: tuple[str, ...] = ()
 
     def __init__(self, params: Iterable[Parameter], lr: float, *, l1: float = 0.0, l2: float = 0.0,
                  weight_decay: float = 0.0, max_grad_norm: float | None = None) -> None:
-        self.arena: Arena = pack(params)
+        params = list(params)
+        trainable = [p for p in params if getattr(p, "trainable", True)]
+        if params and not trainable:
+            raise ValueError("every parameter given is frozen: nothing to optimise (unfreeze a layer first)")
+        self.arena: Arena = pack(trainable)
         self.backend = self.arena.params[0].backend
         self.lr = _nonneg("lr", lr)
         self.l1, self.l2 = _nonneg("l1", l1), _nonneg("l2", l2)
@@ -51,6 +57,14 @@ class Optimizer(Registered, family="optimizer"):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in self.hyper().items())
         return f"{type(self).__name__}({args})"
+
+    @classmethod
+    def from_hyper(cls, params: Iterable[Parameter], hyper: dict[str, Any]) -> Optimizer:
+        """A fresh optimizer over ``params`` with the settings of ``hyper()`` (as saved in JSON)."""
+        hyper = dict(hyper)
+        if "betas" in hyper:
+            hyper["betas"] = tuple(hyper["betas"])
+        return cls(params, **hyper)
 
     @property
     def params(self) -> list[Parameter]:

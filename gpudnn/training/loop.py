@@ -126,6 +126,9 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
     epochs = checks.integer("epochs", epochs, low=0)
     initial_epoch = checks.integer("initial_epoch", initial_epoch, low=0, high=epochs)
     on_nonfinite = checks.choice("on_nonfinite", on_nonfinite, ("raise", "skip"))
+    stale = [p.name for p in optimizer.params if not p.trainable]
+    if stale:
+        raise ValueError(f"parameters {stale} were frozen after the optimizer was built: build it again")
     b = model.backend
     Xd, yd = prepare_data(model, loss_fn, X, y)
     val = prepare_data(model, loss_fn, *validation_data, name="X_val") if validation_data is not None else None
