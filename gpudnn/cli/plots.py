@@ -19,6 +19,17 @@ def _pyplot():
     return plt
 
 
+PLOT_FORMATS = ("png", "pdf", "svg", "svgz", "jpg", "jpeg", "tif", "tiff", "webp", "eps", "ps")
+
+
+def check_plot_output(option: str, path: str | Path) -> None:
+    """Before any work: matplotlib is installed and ``path`` ends in a format it writes."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in PLOT_FORMATS:
+        raise ValueError(f"{option} {path}: give a file name ending in an image format ({', '.join(PLOT_FORMATS)})")
+    _pyplot()
+
+
 def _save(fig: Any, path: str | Path) -> Path:
     path = Path(path)
     fig.tight_layout()

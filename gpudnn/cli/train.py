@@ -19,10 +19,12 @@ from .. import backend as backend_module
 from ..backend import get_backend, selection_reason
 from ..checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from ..data import load_dataset, load_features, standardize
+from ..files import check_outputs
 from ..nn.losses import Loss, SoftmaxCrossEntropy
 from ..nn.mlp import build_mlp
 from ..optim.optimizers import Optimizer
 from ..training import EarlyStopping, History, evaluate, fit, predict
+from .plots import check_plot_output
 from .usage import UsageError
 
 
@@ -42,6 +44,9 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
               resume: str | None = None, plot: str | None = None, metrics_json: str | None = None,
               on_nonfinite: str = "raise", quiet: bool = False) -> dict[str, Any]:
     """Train an MLP classifier on a dataset and report test accuracy, wall time and backend."""
+    check_outputs({"--save": save, "--plot": plot, "--metrics-json": metrics_json})
+    if plot:
+        check_plot_output("--plot", plot)
     started = time.perf_counter()
     backend_module.seed(seed)
     b = get_backend()
@@ -90,7 +95,8 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
                   validation_data=validation, progress=not quiet, early_stopping=stopper,
                   initial_epoch=initial_epoch, on_epoch_end=on_epoch_end, on_nonfinite=on_nonfinite)
     test = evaluate(model, loss_fn, X_test, data.y_test)
-    if save and stopper is not None and stopper.restore_best:  # the restored best weights are what was tested
+    restored = stopper is not None and stopper.restore_best  # the restored best weights are what was tested
+    if save and restored and history.stopped_by is None:
         save_checkpoint(save, model, opt, epoch=initial_epoch + len(history.epochs), loss=loss_fn,
                         extra={**extra, "history": epochs_log})
     wall = time.perf_counter() - started
@@ -98,7 +104,8 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
                "epochs_run": len(history.epochs), "wall_time_s": wall, "backend": b.name,
                "backend_reason": selection_reason(b), "model": model.config(),
                "optimizer": {"type": type(opt).__name__, **opt.hyper()}, "history": epochs_log,
-               "stopped_early": history.stopped_early, "skipped_steps": history.skipped_steps}
+               "stopped_early": history.stopped_early, "skipped_steps": history.skipped_steps,
+               "stopped_by": None if history.stopped_by is None else str(history.stopped_by)}
     print(f"test accuracy {test['accuracy']:.4f}  test loss {test['loss']:.4f}  "
           f"({len(data.y_test)} samples of {dataset})")
     print(f"wall time {wall:.1f} s  backend {b.name} ({selection_reason(b)})")
@@ -109,6 +116,8 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
         print(f"curves written to {plot}")
     if metrics_json:
         _write_json(metrics_json, summary)
+    if history.stopped_by is not None:
+        raise history.stopped_by
     return summary
 
 
@@ -141,6 +150,7 @@ def evaluate_job(*, model: str, dataset: str | None = None, label: str | None = 
 
 def predict_job(*, model: str, input: str, output: str | None = None, label: str | None = None) -> np.ndarray:
     """Class predictions of a saved model for the samples in a file (.npz X, .csv, .npy)."""
+    check_outputs({"--output": output})
     ckpt = load_checkpoint(model, restore_rng=False)
     extra = ckpt.extra
     X = load_features(input, label=label)
