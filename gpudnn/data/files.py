@@ -28,6 +28,7 @@ from .dataset import FEATURE_DTYPE, Dataset, train_test_split
 
 IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, columns)
 IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (count)
+MAX_CLASSES = 1 << 20  # a label beyond this is a wrong label column, not a class: it would size the output layer
 _IDX_NAME = re.compile(r"idx\d")
 
 
@@ -70,6 +71,9 @@ def _assemble(path: Path, X, y, X_test, y_test, *, seed: int, test_fraction: flo
         X_tr, X_te, y_tr, y_te = train_test_split(*checked[0], test_fraction, seed)
         how = f"stratified split, test_fraction={test_fraction}, seed={seed}"
     n_classes = int(max(y_tr.max(), y_te.max())) + 1
+    if n_classes > MAX_CLASSES:
+        raise ValueError(f"{path}: the largest label is {n_classes - 1}, i.e. {n_classes} classes (at most "
+                         f"{MAX_CLASSES}); labels must be class numbers 0..K-1 (is the label column right?)")
     return Dataset(X_tr, y_tr, X_te, y_te, n_classes, path.name, f"{source}; {how}")
 
 
