@@ -207,8 +207,9 @@ def _npy_array(f: IO[bytes], size: int, where: str) -> np.ndarray:
         raise ArrayFileError(f"{where}: .npy format version {version}, gpudnn reads 1.0 and 2.0")
     try:
         shape, fortran, dtype = readers[version](f, max_header_size=_MAX_NPY_HEADER)
-    except (ValueError, SyntaxError, TypeError, EOFError) as exc:
-        raise ArrayFileError(f"{where}: damaged .npy header ({str(exc).splitlines()[0][:120]})") from None
+    except Exception as exc:  # NumPy's header parser raises ValueError, SyntaxError, tokenize errors...
+        detail = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise ArrayFileError(f"{where}: damaged .npy header ({detail})") from None
     if dtype.hasobject:
         raise ArrayFileError(f"{where}: holds Python objects (dtype {dtype}), which gpudnn never loads; "
                              "only numeric arrays are read")

@@ -68,7 +68,10 @@ def _assemble(path: Path, X, y, X_test, y_test, *, seed: int, test_fraction: flo
             raise ValueError(f"{path}: X has {X_tr.shape[1]} features per sample but X_test {X_te.shape[1]}")
         how = "its own test set"
     else:
-        X_tr, X_te, y_tr, y_te = train_test_split(*checked[0], test_fraction, seed)
+        try:
+            X_tr, X_te, y_tr, y_te = train_test_split(*checked[0], test_fraction, seed)
+        except ValueError as e:  # too few samples to split
+            raise ValueError(f"{path}: {e}") from None
         how = f"stratified split, test_fraction={test_fraction}, seed={seed}"
     n_classes = int(max(y_tr.max(), y_te.max())) + 1
     if n_classes > MAX_CLASSES:
