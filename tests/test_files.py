@@ -99,6 +99,16 @@ def test_every_writing_command_checks_its_outputs_before_any_work(args, message,
     assert sorted(os.listdir(tmp_path)) == []  # nothing written
 
 
+def test_train_save_refuses_to_overwrite_a_file_that_is_not_a_checkpoint(tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text("a,label\n1,0\n")
+    out = gpudnn_cli("train", "--save", str(data))
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert f"--save {data}: refusing to overwrite a file that is not a gpudnn checkpoint (" in out.stderr
+    assert "a text file" in out.stderr and "epoch 1/" not in out.stderr
+    assert data.read_text() == "a,label\n1,0\n"
+
+
 # --------------------------------------------------------------------------- a save that cannot be written
 
 
@@ -142,6 +152,20 @@ def test_a_refused_first_save_says_nothing_was_written(tmp_path, monkeypatch):
         atomic_write(tmp_path / "m.json", lambda f: f.write(b"{}"))
     monkeypatch.undo()
     assert os.listdir(tmp_path) == []
+
+
+def test_plots_are_written_atomically(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason="plots need matplotlib (the plot extra)")
+    from gpudnn.cli.plots import training_curves
+
+    history = gd.History(epochs=[{"loss": 1.0, "accuracy": 0.5}, {"loss": 0.5, "accuracy": 0.75}])
+    path = training_curves(history, tmp_path / "c.svg")
+    before = path.read_bytes()
+    assert before.lstrip().startswith(b"<?xml") and b"<svg" in before
+    monkeypatch.setattr(os, "fsync", _fail_fsync(errno.ENOSPC))
+    with pytest.raises(SaveError, match=f"cannot save {path}: no space left on device; the previous plot at"):
+        training_curves(history, path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["c.svg"]
 
 
 def test_fit_stops_cleanly_when_a_checkpoint_cannot_be_written(tmp_path, monkeypatch):

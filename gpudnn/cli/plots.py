@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ..files import atomic_write
+
 
 def _pyplot():
     try:
@@ -31,10 +33,14 @@ def check_plot_output(option: str, path: str | Path) -> None:
 
 
 def _save(fig: Any, path: str | Path) -> Path:
+    """Write the figure atomically (a full disk leaves the previous file, never a torn image)."""
     path = Path(path)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lower().lstrip(".") or "png", dpi=110),
+                     what="plot")
+    finally:
+        _pyplot().close(fig)
     return path
 
 

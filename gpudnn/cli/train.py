@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import backend as backend_module
 from ..backend import get_backend, selection_reason
-from ..checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from ..checkpoint import CheckpointError, atomic_write, load_checkpoint, read_checkpoint, save_checkpoint
 from ..data import load_dataset, load_features, standardize
 from ..files import check_outputs
 from ..nn.losses import Loss, SoftmaxCrossEntropy
@@ -37,6 +37,18 @@ def _write_json(path: str | Path, payload: dict[str, Any]) -> None:
     atomic_write(path, lambda f: f.write((json.dumps(payload, indent=2) + "\n").encode()))
 
 
+def _check_overwrite(save: str) -> None:
+    """``--save`` replaces only a gpudnn checkpoint: a typo must not overwrite a dataset or any other file."""
+    if not Path(save).exists():
+        return
+    try:
+        read_checkpoint(save)
+    except CheckpointError as exc:
+        reason = str(exc).removeprefix(f"{save}: ")
+        raise UsageError(f"--save {save}: refusing to overwrite a file that is not a gpudnn checkpoint ({reason}); "
+                         "remove it or choose another name") from None
+
+
 def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), activation: str = "relu",
               dropout: float = 0.1, norm: str = "none", optimizer: str = "adam", lr: float = 1e-3, epochs: int = 30,
               batch_size: int = 64, l1: float = 0.0, l2: float = 0.0, weight_decay: float = 0.0, seed: int = 0,
@@ -45,6 +57,8 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
               on_nonfinite: str = "raise", quiet: bool = False) -> dict[str, Any]:
     """Train an MLP classifier on a dataset and report test accuracy, wall time and backend."""
     check_outputs({"--save": save, "--plot": plot, "--metrics-json": metrics_json})
+    if save:
+        _check_overwrite(save)
     if plot:
         check_plot_output("--plot", plot)
     started = time.perf_counter()
