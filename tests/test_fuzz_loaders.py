@@ -16,6 +16,7 @@ import os
 import struct
 import tracemalloc
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,19 @@ def load_or_refuse(load, path: Path, named: Path | None = None):
     except Exception as exc:  # any other kind of exception fails in refused_cleanly
         refused_cleanly(exc, named or path)
         return None
+
+
+def refused_without_allocating(load, path: Path, message: str) -> None:
+    """load(path) refuses with ``message`` while Python's allocations stay under 4 MiB."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError) as info:
+            load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert message in refused_cleanly(info.value, path)
+    assert peak < 4 << 20, f"{peak} bytes allocated to refuse a header"
 
 
 @st.composite
@@ -280,16 +294,8 @@ def test_idx_headers_declaring_huge_sizes_are_refused_without_allocating(tmp_pat
     pack = (lambda b: gzip.compress(b, mtime=0)) if gz else (lambda b: b)
     (tmp_path / f"train-images-idx3-ubyte{suffix}").write_bytes(pack(header))
     (tmp_path / f"train-labels-idx1-ubyte{suffix}").write_bytes(pack(labels))
-    path = tmp_path / f"train-images-idx3-ubyte{suffix}"
-    tracemalloc.start()
-    try:
-        with pytest.raises(ValueError) as info:
-            load_dataset(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert f"the header gives shape {dims}" in refused_cleanly(info.value, path)
-    assert peak < 4 << 20, f"{peak} bytes allocated to refuse a header"
+    refused_without_allocating(load_dataset, tmp_path / f"train-images-idx3-ubyte{suffix}",
+                               f"the header gives shape {dims}")
 
 
 # --------------------------------------------------------------------------- .npy and .npz
@@ -355,21 +361,11 @@ def test_npy_headers_declaring_huge_shapes_are_refused_without_allocating(tmp_pa
         np.lib.format.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False, "shape": tuple(shape)})
         f.write(bytes(64))
     archive = tmp_path / "huge.npz"
-    import zipfile
-
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED) as z:
         z.write(path, "X.npy")
         z.writestr("y.npy", (tmp_path / "huge.npy").read_bytes())
     for loader, target in ((load_features, path), (load_features, archive), (load_dataset, archive)):
-        tracemalloc.start()
-        try:
-            with pytest.raises(ValueError) as info:
-                loader(target)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-        assert f"declares shape {tuple(shape)}" in refused_cleanly(info.value, target)
-        assert peak < 4 << 20, f"{peak} bytes allocated to refuse a header"
+        refused_without_allocating(loader, target, f"declares shape {tuple(shape)}")
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -1,9 +1,12 @@
 """Datasets from local files: .npz archives, .csv tables and MNIST IDX files (raw or gzipped).
 
 Every problem with a file raises ValueError naming the file and the problem: a missing
-file, a wrong magic number, truncated data, a non-numeric CSV cell (with its line and
-column), NaN/Inf among the features, X and y of different lengths, non-integer labels
-(TypeError for arrays of the wrong kind, such as text in an .npz).
+file, a file of another kind (saying what it is), a wrong magic number, truncated data, a
+non-numeric or non-UTF-8 CSV cell (with its line and column), NaN/Inf among the features,
+X and y of different lengths, non-integer labels, a largest label beyond MAX_CLASSES
+(TypeError for arrays of the wrong kind, such as text in an .npz). .npz archives are read
+without unpickling (``files.read_npz``); an IDX header's declared size is checked against
+the file before any data is read, so a header claiming 10**12 items allocates nothing.
 Features come back as float32 (n_samples, n_features), labels as int64 >= 0, and
 n_classes = largest label + 1. A file without its own test set is split with
 ``train_test_split`` (stratified, seeded, test_fraction).
