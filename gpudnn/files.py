@@ -31,6 +31,7 @@ STALE_TEMP_AGE_S = 600.0  # a live write touches its temporary file far more oft
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 _MAX_NPY_HEADER = 100_000
+_DEFLATE_MAX_RATIO = 1032  # deflate expands a stream at most this much: a bound on a member's real size
 
 
 class SaveError(OSError):
@@ -257,6 +258,11 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 if not info.filename.endswith(".npy"):
                     raise ArrayFileError(f"{path}: a zip archive but not an .npz: member {info.filename!r} is not "
                                          "a .npy array")
+                most = info.compress_size * (1 if info.compress_type == zipfile.ZIP_STORED else _DEFLATE_MAX_RATIO)
+                if info.file_size > most or info.compress_size > path.stat().st_size:
+                    raise ArrayFileError(f"{path}: damaged .npz archive: member {info.filename!r} declares "
+                                         f"{info.file_size} bytes, more than its {info.compress_size} stored bytes "
+                                         "can hold")
                 with archive.open(info) as member:
                     arrays[info.filename[:-4]] = _npy_array(member, info.file_size, f"{path}: array "
                                                             f"{info.filename[:-4]!r}")

@@ -367,6 +367,33 @@ def test_npy_and_npz_readers_refuse_objects_huge_headers_and_trailing_bytes(tmp_
         assert "o.npz: array 'X': holds Python objects" in str(info.value) and "pickle.load" not in str(info.value)
 
 
+@pytest.mark.parametrize("compression", ["stored", "deflated"])
+def test_an_npz_member_claiming_more_than_it_stores_is_refused_before_allocating(tmp_path, compression):
+    import struct
+    import tracemalloc
+    import zipfile
+
+    with open(tmp_path / "x.npy", "wb") as f:  # a header claiming 500 MB, then 100 bytes
+        np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (500_000_000,)})
+        f.write(bytes(100))
+    npy = (tmp_path / "x.npy").read_bytes()
+    method = zipfile.ZIP_STORED if compression == "stored" else zipfile.ZIP_DEFLATED
+    with zipfile.ZipFile(tmp_path / "a.npz", "w", method) as z:
+        z.writestr("X.npy", npy)
+    blob = bytearray((tmp_path / "a.npz").read_bytes())
+    entry = blob.index(b"PK\x01\x02")  # the central directory entry: file_size at offset 24
+    blob[entry + 24:entry + 28] = struct.pack("<I", 500_000_000 + len(npy) - 100)
+    (tmp_path / "a.npz").write_bytes(bytes(blob))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"a.npz: damaged .npz archive: member 'X.npy' declares 5000\d+ bytes"):
+            read_npz(tmp_path / "a.npz")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
+
+
 def test_no_message_of_gpudnn_suggests_unpickling():
     """No string in gpudnn's code mentions NumPy's unpickling switches (keyword arguments are not strings)."""
     found = []
