@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from benchmarks import harness
+from gpudnn.files import atomic_write
 
 SUITES = {
     "kernels": ("bench_activations", "bench_losses", "bench_optim", "bench_norm"),
@@ -28,7 +29,7 @@ def run_suite(suite: str, quick: bool = False, json_path: str | None = None) -> 
         results[name] = importlib.import_module(f"benchmarks.{name}").run(quick=quick)
         _print(name, results[name])
     if json_path:
-        with open(json_path, "w") as f:
-            json.dump({"machine": harness.machine(), "results": results}, f, indent=2)
+        text = json.dumps({"machine": harness.machine(), "results": results}, indent=2)
+        atomic_write(json_path, lambda f: f.write(text.encode()), what="results file")
         print(f"\nresults written to {json_path}")
     return results

@@ -16,6 +16,7 @@ from .backend import (
 from .backend.precompile import precompile
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .decomposition import PCA, Autoencoder, encoder_layers, pca_layer
+from .files import SaveError
 from .nn import (
     Activation,
     BatchNorm1d,
@@ -57,7 +58,7 @@ __all__ = [
     "BinaryCrossEntropy", "Checkpoint", "CheckpointError", "Constant", "Cosine", "Dense", "DeviceMemoryError",
     "Dropout", "EarlyStopping", "evaluate", "fit", "free_memory", "get_backend", "History", "Layer",
     "LayerNorm", "load_checkpoint", "MSELoss", "NonFiniteError", "Optimizer", "Parameter", "PCA",
-    "precompile", "predict", "RMSprop", "save_checkpoint", "seed", "selection_reason", "Sequential",
+    "precompile", "predict", "RMSprop", "SaveError", "save_checkpoint", "seed", "selection_reason", "Sequential",
     "set_backend", "SGD", "SoftmaxCrossEntropy", "StepDecay", "use_backend", "WarmUp", "__version__",
     "encoder_layers", "pca_layer",
 ]

@@ -3,13 +3,15 @@
 A checkpoint is an ``.npz`` archive of plain arrays: ``model/<param>`` and ``optim/<buffer>``,
 plus ``__meta__``, a JSON document (format, version, model architecture, frozen parameters, optimizer
 hyper-parameters and step, loss, epoch, random-generator state, user extras) whose
-``checksum`` is a SHA-256 over every array's name, dtype, shape and bytes.
+``checksum`` is a SHA-256 over every array's name, dtype, shape and bytes and (since version 2)
+over the rest of the document.
 
-Writing goes to a temporary file in the same folder, is flushed and fsync'ed, then renamed
-over the target (and the folder fsync'ed): a crash at any moment leaves either the old or the
-new checkpoint, never a torn one. Loading uses ``allow_pickle=False`` and verifies format,
-version and checksum before touching the model; a truncated or altered file raises
-CheckpointError.
+Writing goes through ``files.atomic_write``: a temporary file in the same folder, flushed and
+fsync'ed, renamed over the target (and the folder fsync'ed), so a crash at any moment leaves
+either the old or the new checkpoint, never a torn one; a full disk raises SaveError saying the
+previous checkpoint is intact. Loading never unpickles and verifies format, version and checksum
+before touching the model; a file that is not a checkpoint, or a truncated or altered one, raises
+CheckpointError saying what the file is.
 """
 
 from __future__ import annotations
@@ -17,19 +19,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .files import ArrayFileError, SaveError, atomic_write, existing_file, read_npz
 from .nn.sequential import Sequential
 from .optim.optimizers import Optimizer
 
+__all__ = ["Checkpoint", "CheckpointError", "SaveError", "atomic_write", "load_checkpoint", "read_checkpoint",
+           "save_checkpoint"]
+
 FORMAT = "gpudnn-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: the checksum covers the metadata too; version 1 files (arrays only) still load
+READABLE_VERSIONS = (1, 2)
 
 
 class CheckpointError(ValueError):
@@ -48,39 +53,16 @@ class Checkpoint:
         return self.meta.get("extra", {})
 
 
-def _checksum(arrays: dict[str, np.ndarray]) -> str:
+def _checksum(arrays: dict[str, np.ndarray], meta: dict[str, Any] | None = None) -> str:
+    """SHA-256 over the arrays and, when given, the metadata other than its checksum."""
     h = hashlib.sha256()
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
         h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
         h.update(a.tobytes())
+    if meta is not None:
+        h.update(json.dumps({k: v for k, v in meta.items() if k != "checksum"}, sort_keys=True).encode())
     return h.hexdigest()
-
-
-def atomic_write(path: str | os.PathLike, write: Any) -> None:
-    """Call ``write(fileobj)`` on a temporary file next to ``path``, fsync it, then rename it over ``path``."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"cannot save to {path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def save_checkpoint(path: str | os.PathLike, model: Sequential, optimizer: Optimizer | None = None, *,
@@ -97,50 +79,63 @@ def save_checkpoint(path: str | os.PathLike, model: Sequential, optimizer: Optim
         state = optimizer.state_dict()
         arrays.update({f"optim/{k}": v for k, v in state.pop("buffers").items()})
         meta["optimizer"] = state
-    meta["checksum"] = _checksum(arrays)
     try:
+        meta["checksum"] = _checksum(arrays, meta)
         blob = json.dumps(meta, allow_nan=False).encode()
     except (TypeError, ValueError) as exc:
         raise ValueError(f"checkpoint extras must be JSON-serialisable finite values: {exc}") from None
     arrays["__meta__"] = np.frombuffer(blob, dtype=np.uint8)
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic_write(path, lambda f: np.savez(f, **arrays), what="checkpoint")
     return Path(path)
+
+
+def _metadata(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The JSON document of a checkpoint's archive, removed from ``arrays``."""
+    if "__meta__" not in arrays:
+        names = ", ".join(sorted(arrays)[:6]) + (", ..." if len(arrays) > 6 else "")
+        raise CheckpointError(f"{path}: an .npz archive without gpudnn metadata (arrays: {names or 'none'}), "
+                              "not a gpudnn checkpoint")
+    blob = arrays.pop("__meta__")
+    if blob.dtype != np.uint8 or blob.ndim != 1:
+        raise CheckpointError(f"{path}: damaged gpudnn metadata (an array of {blob.dtype} {blob.shape})")
+    try:
+        meta = json.loads(blob.tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: damaged gpudnn metadata ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{path}: an .npz archive with metadata of format {found!r}, not a gpudnn checkpoint")
+    version = meta.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version not in READABLE_VERSIONS:
+        if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+            raise CheckpointError(f"{path}: written by a newer gpudnn, checkpoint format version {version}; this "
+                                  f"gpudnn reads versions up to {VERSION}: upgrade gpudnn to load it")
+        raise CheckpointError(f"{path}: unknown checkpoint format version {version!r} (this gpudnn reads "
+                              f"{', '.join(map(str, READABLE_VERSIONS))})")
+    return meta
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(meta, arrays) of a verified checkpoint file."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-        raise CheckpointError(f"{path} is not a readable gpudnn checkpoint (truncated or corrupted?): {exc}") from None
-    if "__meta__" not in arrays:
-        raise CheckpointError(f"{path} is not a gpudnn checkpoint (no metadata)")
-    try:
-        meta = json.loads(arrays.pop("__meta__").tobytes().decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path} has corrupted metadata: {exc}") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a gpudnn checkpoint (format {meta.get('format')!r})")
-    if meta.get("version") != VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {meta.get('version')}, this gpudnn reads {VERSION}")
-    if meta.get("checksum") != _checksum(arrays):
+        arrays = read_npz(existing_file(path))
+    except ArrayFileError as exc:
+        what = str(exc).removeprefix(f"{path}: ")
+        raise CheckpointError(f"{path}: not a readable gpudnn checkpoint: {what}") from None
+    meta = _metadata(path, arrays)
+    expected = _checksum(arrays, meta if meta["version"] >= 2 else None)
+    if meta.get("checksum") != expected:
         raise CheckpointError(f"{path} failed its checksum: the file was altered or damaged")
     return meta, arrays
 
 
-def load_checkpoint(path: str | os.PathLike, model: Sequential | None = None, optimizer: Optimizer | None = None,
-                    *, restore_rng: bool = True, with_optimizer: bool = False) -> Checkpoint:
-    """Load a checkpoint into ``model`` (or a model rebuilt from the saved architecture on the
-    current backend) and ``optimizer``; restores the backend's random generator state too.
-
-    with_optimizer: when no ``optimizer`` is given, rebuild the saved one (type and
-    hyper-parameters) for the model and load its state, as ``Checkpoint.optimizer``.
-    """
-    meta, arrays = read_checkpoint(path)
+def _restore(path: str | os.PathLike, meta: dict[str, Any], arrays: dict[str, np.ndarray], model: Sequential | None,
+             optimizer: Optimizer | None, restore_rng: bool, with_optimizer: bool
+             ) -> tuple[Sequential, Optimizer | None]:
+    """Model (given or rebuilt) and optimizer with the checkpoint's state loaded into them."""
     weights = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
     if model is None:
         try:
@@ -169,6 +164,24 @@ def load_checkpoint(path: str | os.PathLike, model: Sequential | None = None, op
         optimizer.load_state_dict(state)
     if restore_rng and meta.get("rng"):
         model.backend.rng.bit_generator.state = meta["rng"]
+    return model, optimizer
+
+
+def load_checkpoint(path: str | os.PathLike, model: Sequential | None = None, optimizer: Optimizer | None = None,
+                    *, restore_rng: bool = True, with_optimizer: bool = False) -> Checkpoint:
+    """Load a checkpoint into ``model`` (or a model rebuilt from the saved architecture on the
+    current backend) and ``optimizer``; restores the backend's random generator state too.
+
+    with_optimizer: when no ``optimizer`` is given, rebuild the saved one (type and
+    hyper-parameters) for the model and load its state, as ``Checkpoint.optimizer``.
+    """
+    meta, arrays = read_checkpoint(path)
+    try:
+        model, optimizer = _restore(path, meta, arrays, model, optimizer, restore_rng, with_optimizer)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise CheckpointError(f"{path}: its contents do not fit ({type(exc).__name__}: {exc})") from None
     return Checkpoint(model=model, epoch=meta.get("epoch"), optimizer=optimizer, meta=meta)
 
 

@@ -14,20 +14,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # Each room and the rooms it may import (besides itself). checks and registry are leaf helpers that
-# serve every room; data and checkpoint serve the rooms above nn.
+# serve every room; files (output checks, atomic writes, pickle-free array files) serves data,
+# checkpoint and cli; data and checkpoint serve the rooms above nn.
 ALLOWED = {
     "kernels": set(),
     "checks": {"kernels"},
     "registry": set(),
+    "files": set(),
     "backend": {"kernels", "checks"},
     "nn": {"backend", "kernels", "checks", "registry"},
     "optim": {"nn", "backend", "kernels", "checks", "registry"},
-    "data": {"checks"},
+    "data": {"checks", "files"},
     "training": {"nn", "optim", "backend", "kernels", "checks", "registry"},
     "decomposition": {"nn", "optim", "backend", "kernels", "checks", "registry"},
-    "checkpoint": {"nn", "optim", "backend", "kernels", "checks", "registry"},
+    "checkpoint": {"nn", "optim", "backend", "kernels", "checks", "registry", "files"},
     "cli": {"training", "decomposition", "checkpoint", "data", "nn", "optim", "backend", "kernels", "checks",
-            "registry"},
+            "registry", "files"},
 }
 TOP = {"__init__", "__main__"}  # the public face and the entry point may import every room
 

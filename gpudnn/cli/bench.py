@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..files import check_outputs
 from .usage import UsageError
 
 
 def bench_job(*, suite: str = "kernels", quick: bool = False, json: str | None = None) -> None:
     """Run the benchmarks of ``suite`` (kernels, mlp, pca or all), printing the table; ``json``: also save it."""
+    check_outputs({"--json": json})
     root = Path(__file__).resolve().parents[2]
     if not (root / "benchmarks" / "harness.py").is_file():
         raise UsageError("the benchmarks ship with the source checkout: run `gpudnn bench` from a clone of gpudnn")

@@ -11,10 +11,12 @@ from typing import Any
 
 from ..checkpoint import atomic_write
 from ..data import load_dataset
+from ..files import check_outputs
 from ..nn.losses import SoftmaxCrossEntropy
 from ..nn.mlp import build_mlp
 from ..optim import Optimizer
 from ..training import fit
+from .plots import check_plot_output
 from .reduction import Reduction
 from .train import train_job, write_json
 
@@ -90,6 +92,9 @@ def compare_job(*, optimizers: Sequence[str] = ("sgd", "momentum", "adam", "rmsp
                 plot: str | None = None, table: str | None = None, metrics_json: str | None = None,
                 quiet: bool = False) -> dict[str, Any]:
     """Train one run per (optimizer variant, reduction) with the same seed; print, plot and save the table."""
+    check_outputs({"--plot": plot, "--table": table, "--metrics-json": metrics_json})
+    if plot:
+        check_plot_output("--plot", plot)
     _compile_kernels(optimizers, dataset, hidden, activation, dropout, batch_size)
     runs, rows = [], []
     combos = [(v, r) for r in reduce for v in optimizers]

@@ -14,9 +14,16 @@ from .. import backend as backend_module
 from ..backend import get_backend
 from ..data import load_dataset, standardize
 from ..decomposition import PCA, Autoencoder
+from ..files import check_outputs
 from ..nn.losses import MSELoss
 from ..optim.optimizers import Adam
 from ..training import fit, predict
+from .plots import check_plot_output
+
+
+def _reconstructions_path(plot: str | Path) -> Path:
+    """Where the autoencoder's reconstructions go, beside its latent scatter."""
+    return Path(plot).with_name(Path(plot).stem + "_reconstructions.png")
 
 
 def _reconstruction_mse(X: np.ndarray, X_hat: np.ndarray) -> float:
@@ -26,6 +33,9 @@ def _reconstruction_mse(X: np.ndarray, X_hat: np.ndarray) -> float:
 def pca_job(*, dataset: str = "digits", components: int = 2, whiten: bool = False, plot: str | None = None,
             seed: int = 0) -> dict[str, Any]:
     """Fit PCA on a dataset's samples; print explained variance; optionally scatter the first two components."""
+    if plot:
+        check_outputs({"--plot": plot})
+        check_plot_output("--plot", plot)
     data = load_dataset(dataset, seed=seed)
     X = np.concatenate([data.X_train, data.X_test])
     y = np.concatenate([data.y_train, data.y_test])
@@ -54,6 +64,9 @@ def autoencoder_job(*, dataset: str = "digits", latent: int = 2, hidden: Sequenc
                     lr: float = 2e-3, batch_size: int = 64, plot: str | None = None, seed: int = 0,
                     quiet: bool = False) -> dict[str, Any]:
     """Train an autoencoder with MSE and compare its test reconstruction error with PCA's at the same size."""
+    if plot:
+        check_outputs({"--plot": plot, "--plot (reconstructions)": _reconstructions_path(plot)})
+        check_plot_output("--plot", plot)
     backend_module.seed(seed)
     data = load_dataset(dataset, seed=seed)
     X_train, X_test, mean, std = standardize(data.X_train, data.X_test)
@@ -75,7 +88,7 @@ def autoencoder_job(*, dataset: str = "digits", latent: int = 2, hidden: Sequenc
             print(f"latent scatter written to {plot}")
         side = int(round(np.sqrt(X_test.shape[1])))
         shape = (side, side) if side * side == X_test.shape[1] else None
-        recon_path = Path(plot).with_name(Path(plot).stem + "_reconstructions.png")
+        recon_path = _reconstructions_path(plot)
         originals = data.X_test[:10]
         recon = predict(model, X_test[:10]) * std + mean
         reconstructions(originals, recon, recon_path, f"autoencoder (latent {latent}) reconstructions", shape)

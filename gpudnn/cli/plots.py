@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ..files import atomic_write
+
 
 def _pyplot():
     try:
@@ -19,11 +21,26 @@ def _pyplot():
     return plt
 
 
+PLOT_FORMATS = ("png", "pdf", "svg", "svgz", "jpg", "jpeg", "tif", "tiff", "webp", "eps", "ps")
+
+
+def check_plot_output(option: str, path: str | Path) -> None:
+    """Before any work: matplotlib is installed and ``path`` ends in a format it writes."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in PLOT_FORMATS:
+        raise ValueError(f"{option} {path}: give a file name ending in an image format ({', '.join(PLOT_FORMATS)})")
+    _pyplot()
+
+
 def _save(fig: Any, path: str | Path) -> Path:
+    """Write the figure atomically (a full disk leaves the previous file, never a torn image)."""
     path = Path(path)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lower().lstrip(".") or "png", dpi=110),
+                     what="plot")
+    finally:
+        _pyplot().close(fig)
     return path
 
 

@@ -17,14 +17,16 @@ import numpy as np
 
 from .. import backend as backend_module
 from ..backend import get_backend, selection_reason
-from ..checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from ..checkpoint import CheckpointError, atomic_write, load_checkpoint, read_checkpoint, save_checkpoint
 from ..data import load_dataset, load_features, standardize
+from ..files import check_outputs
 from ..nn.losses import Loss, SoftmaxCrossEntropy
 from ..nn.mlp import build_mlp
 from ..nn.sequential import Sequential
 from ..optim.optimizers import Optimizer
 from ..training import EarlyStopping, History, evaluate, fit, predict
 from .knobs import build_schedule, check_resumed_settings, optimizer_settings
+from .plots import check_plot_output
 from .reduction import Reduction, describe, fit_reduction
 from .usage import UsageError
 
@@ -36,6 +38,18 @@ def _scaling(extra: dict[str, Any], dtype: Any = np.float32) -> tuple[np.ndarray
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:
     atomic_write(path, lambda f: f.write((json.dumps(payload, indent=2) + "\n").encode()))
+
+
+def _check_overwrite(save: str) -> None:
+    """``--save`` replaces only a gpudnn checkpoint: a typo must not overwrite a dataset or any other file."""
+    if not Path(save).exists():
+        return
+    try:
+        read_checkpoint(save)
+    except CheckpointError as exc:
+        reason = str(exc).removeprefix(f"{save}: ")
+        raise UsageError(f"--save {save}: refusing to overwrite a file that is not a gpudnn checkpoint ({reason}); "
+                         "remove it or choose another name") from None
 
 
 def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), activation: str = "relu",
@@ -51,6 +65,11 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
               reduce_epochs: int = 40, reduce_hidden: Sequence[int] = (128,), fine_tune: int = 0) -> dict[str, Any]:
     """Train an MLP classifier on a dataset (behind a reduction fitted on the training rows, with
     ``reduce``) and report test accuracy, wall time and backend."""
+    check_outputs({"--save": save, "--plot": plot, "--metrics-json": metrics_json})
+    if save:
+        _check_overwrite(save)
+    if plot:
+        check_plot_output("--plot", plot)
     started = time.perf_counter()
     backend_module.seed(seed)
     b = get_backend()
@@ -123,7 +142,7 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
         if save:
             save_checkpoint(save, model, opt, epoch=epoch + 1, loss=loss_fn, extra={**extra, "history": epochs_log})
 
-    epochs_run, stopped_early, skipped = 0, False, 0
+    epochs_run, stopped_early, skipped, stopped_by = 0, False, 0, None
     for end, fine_tuning in ((epochs, False), (total_epochs, True)):
         if initial_epoch >= end:
             continue
@@ -141,6 +160,9 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
         epochs_run += len(history.epochs)
         stopped_early, skipped = stopped_early or history.stopped_early, skipped + history.skipped_steps
         initial_epoch = end
+        stopped_by = history.stopped_by
+        if stopped_by is not None:  # a save failed: the previous checkpoint stands, training ends here
+            break
         if save and stopper is not None and stopper.restore_best:  # the restored best weights are what is tested
             save_checkpoint(save, model, opt, epoch=end, loss=loss_fn, extra={**extra, "history": epochs_log})
     test = evaluate(model, loss_fn, X_test, data.y_test)
@@ -150,7 +172,8 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
                "backend_reason": selection_reason(b), "model": model.config(),
                "optimizer": {"type": type(opt).__name__, **opt.hyper(), "lr": plan["base_lr"]}, "plan": plan,
                "reduction": reduction_report, "steps_per_epoch": -(-len(fit_idx) // batch_size),
-               "history": epochs_log, "stopped_early": stopped_early, "skipped_steps": skipped}
+               "history": epochs_log, "stopped_early": stopped_early, "skipped_steps": skipped,
+               "stopped_by": None if stopped_by is None else str(stopped_by)}
     print(f"test accuracy {test['accuracy']:.4f}  test loss {test['loss']:.4f}  "
           f"({len(data.y_test)} samples of {dataset})")
     print(f"wall time {wall:.1f} s  backend {b.name} ({selection_reason(b)})")
@@ -161,6 +184,8 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
         print(f"curves written to {plot}")
     if metrics_json:
         write_json(metrics_json, summary)
+    if stopped_by is not None:
+        raise stopped_by
     return summary
 
 
@@ -205,6 +230,7 @@ def evaluate_job(*, model: str, dataset: str | None = None, label: str | None = 
 
 def predict_job(*, model: str, input: str, output: str | None = None, label: str | None = None) -> np.ndarray:
     """Class predictions of a saved model for the samples in a file (.npz X, .csv, .npy)."""
+    check_outputs({"--output": output})
     ckpt = load_checkpoint(model, restore_rng=False)
     extra = ckpt.extra
     X = load_features(input, label=label)

@@ -9,6 +9,7 @@ number. Problems raise ValueError naming the file and the place.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,28 +65,47 @@ class CsvTable:
         try:
             return np.array([[row[j] for j in columns] for row in self.rows], dtype=np.float64).reshape(
                 len(self.rows), len(columns))
-        except ValueError:
-            for row, line in zip(self.rows, self.lines):
-                for j in columns:
-                    if not is_number(row[j]):
+        except ValueError:  # find the cell; Python's float() is the rule (NumPy's parser is narrower)
+            out = np.empty((len(self.rows), len(columns)))
+            for i, (row, line) in enumerate(zip(self.rows, self.lines)):
+                for k, j in enumerate(columns):
+                    try:
+                        out[i, k] = float(row[j])
+                    except (ValueError, OverflowError):
                         raise ValueError(f"{self.path}: line {line}, {self.column(j)}: cannot read {row[j]!r} as a "
                                          "number") from None
-            raise
+            return out
+
+
+def _utf8_text(path: Path) -> str:
+    """The file's text, a UTF-8 BOM dropped; bytes that are not UTF-8 are named by line."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ValueError(f"{path}: a UTF-16 text file; save it as UTF-8 to read it as CSV")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n").count(b"\n") + 1
+        raise ValueError(f"{path}: line {line}: byte 0x{data[e.start]:02x} is not UTF-8 text; save the file as "
+                         "UTF-8") from None
 
 
 def read_csv(path: Path, *, delimiter: str = ",", header: bool | None = None) -> CsvTable:
     """The table in the CSV file ``path`` (see the module docstring)."""
+    text = _utf8_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows, lines = [], []
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: drop a BOM
-            reader = csv.reader(f, delimiter=delimiter)
-            rows, lines = [], []
-            for row in reader:
-                cells = [c.strip() for c in row]
-                if any(cells):
-                    rows.append(cells)
-                    lines.append(reader.line_num)
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise ValueError(f"{path}: not a readable UTF-8 CSV file ({e})") from e
+        for row in reader:
+            cells = [c.strip() for c in row]
+            if any(cells):
+                rows.append(cells)
+                lines.append(reader.line_num)
+    except csv.Error as e:
+        raise ValueError(f"{path}: line {reader.line_num}: not a readable CSV row ({e})") from None
     if not rows:
         raise ValueError(f"{path}: empty CSV file")
     width = len(rows[0])

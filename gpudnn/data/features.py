@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import checks
+from ..files import existing_file, read_npy, read_npz
 from .csv_table import read_csv
 
 
@@ -21,22 +22,17 @@ def _csv_features(path: Path, label: str | None) -> tuple[np.ndarray, Callable[[
 
 def load_features(path: str | Path, label: str | None = None) -> np.ndarray:
     """A (samples, features) float matrix; ``label`` names a CSV column to drop (by name or index)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
+    path = existing_file(path)
     suffix, locate = path.suffix.lower(), None
-    try:
-        if suffix == ".npy":
-            X = np.load(path, allow_pickle=False)
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as npz:
-                if "X" not in npz.files:
-                    raise ValueError(f"{path}: no array named X (arrays: {npz.files})")
-                X = npz["X"]
-        elif suffix == ".csv":
-            X, locate = _csv_features(path, label)
-        else:
-            raise ValueError(f"{path}: unsupported input type; give a .npy, .npz (array X) or .csv file")
-    except (OSError, EOFError) as exc:
-        raise ValueError(f"{path}: cannot read ({exc})") from None
+    if suffix == ".npy":
+        X = read_npy(path)
+    elif suffix == ".npz":
+        arrays = read_npz(path)
+        if "X" not in arrays:
+            raise ValueError(f"{path}: no array named X (arrays: {sorted(arrays) or 'none'})")
+        X = arrays["X"]
+    elif suffix == ".csv":
+        X, locate = _csv_features(path, label)
+    else:
+        raise ValueError(f"{path}: unsupported input type; give a .npy, .npz (array X) or .csv file")
     return checks.features(f"{path}: X", X, dtype=np.float32, flatten=True, locate=locate)

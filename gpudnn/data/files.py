@@ -1,9 +1,12 @@
 """Datasets from local files: .npz archives, .csv tables and MNIST IDX files (raw or gzipped).
 
 Every problem with a file raises ValueError naming the file and the problem: a missing
-file, a wrong magic number, truncated data, a non-numeric CSV cell (with its line and
-column), NaN/Inf among the features, X and y of different lengths, non-integer labels
-(TypeError for arrays of the wrong kind, such as text in an .npz).
+file, a file of another kind (saying what it is), a wrong magic number, truncated data, a
+non-numeric or non-UTF-8 CSV cell (with its line and column), NaN/Inf among the features,
+X and y of different lengths, non-integer labels, a largest label beyond MAX_CLASSES
+(TypeError for arrays of the wrong kind, such as text in an .npz). .npz archives are read
+without unpickling (``files.read_npz``); an IDX header's declared size is checked against
+the file before any data is read, so a header claiming 10**12 items allocates nothing.
 Features come back as float32 (n_samples, n_features), labels as int64 >= 0, and
 n_classes = largest label + 1. A file without its own test set is split with
 ``train_test_split`` (stratified, seeded, test_fraction).
@@ -17,15 +20,18 @@ import re
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from .. import checks
+from ..files import existing_file, read_npz
 from .csv_table import read_csv
 from .dataset import FEATURE_DTYPE, Dataset, train_test_split
 
 IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, columns)
 IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (count)
+MAX_CLASSES = 1 << 20  # a label beyond this is a wrong label column, not a class: it would size the output layer
 _IDX_NAME = re.compile(r"idx\d")
 
 
@@ -39,13 +45,6 @@ def file_kind(name: str | Path) -> str | None:
     if _IDX_NAME.search(lower.removesuffix(".gz")):
         return "idx"
     return None
-
-
-def _existing(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file" + (" (it is a directory)" if path.is_dir() else ""))
-    return path
 
 
 def _assemble(path: Path, X, y, X_test, y_test, *, seed: int, test_fraction: float, source: str,
@@ -72,9 +71,15 @@ def _assemble(path: Path, X, y, X_test, y_test, *, seed: int, test_fraction: flo
             raise ValueError(f"{path}: X has {X_tr.shape[1]} features per sample but X_test {X_te.shape[1]}")
         how = "its own test set"
     else:
-        X_tr, X_te, y_tr, y_te = train_test_split(*checked[0], test_fraction, seed)
+        try:
+            X_tr, X_te, y_tr, y_te = train_test_split(*checked[0], test_fraction, seed)
+        except ValueError as e:  # too few samples to split
+            raise ValueError(f"{path}: {e}") from None
         how = f"stratified split, test_fraction={test_fraction}, seed={seed}"
     n_classes = int(max(y_tr.max(), y_te.max())) + 1
+    if n_classes > MAX_CLASSES:
+        raise ValueError(f"{path}: the largest label is {n_classes - 1}, i.e. {n_classes} classes (at most "
+                         f"{MAX_CLASSES}); labels must be class numbers 0..K-1 (is the label column right?)")
     return Dataset(X_tr, y_tr, X_te, y_te, n_classes, path.name, f"{source}; {how}")
 
 
@@ -87,14 +92,8 @@ def load_npz(path: str | Path, *, seed: int = 0, test_fraction: float = 0.2) -> 
     X is flattened to (n, prod(...)) and cast to float32, unscaled. test_fraction applies
     only without X_test.
     """
-    path = _existing(path)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not hasattr(archive, "files"):
-                raise ValueError("holds a single .npy array")
-            arrays = {k: archive[k] for k in archive.files}
-    except Exception as e:  # zip, pickle and format errors all mean the same thing here
-        raise ValueError(f"{path}: not a readable .npz archive of numeric arrays ({e})") from e
+    arrays = read_npz(existing_file(path))
+    path = Path(path)
     missing = [k for k in ("X", "y") if k not in arrays]
     if missing:
         raise ValueError(f"{path}: missing array(s) {', '.join(missing)}; found {sorted(arrays) or 'none'}")
@@ -117,7 +116,7 @@ def load_csv(path: str | Path, *, seed: int = 0, test_fraction: float = 0.2, lab
     cells is not a number). Blank lines are skipped; cells are stripped of spaces.
     Features are float32, unscaled.
     """
-    table = read_csv(_existing(path), delimiter=delimiter, header=header)
+    table = read_csv(existing_file(path), delimiter=delimiter, header=header)
     if table.width < 2:
         raise ValueError(f"{table.path}: need at least 2 columns (features and a label), found {table.width}")
     label_col = table.index(label)
@@ -135,36 +134,62 @@ def load_csv(path: str | Path, *, seed: int = 0, test_fraction: float = 0.2, lab
 # --------------------------------------------------------------------------- MNIST IDX
 
 
+_GZIP_MAX_RATIO = 1032  # deflate cannot expand a stream more than this: a bound on a gzip file's contents
+_CHUNK = 1 << 20
+
+
+def _read_body(f: BinaryIO, count: int) -> tuple[bytes, int]:
+    """Up to ``count`` bytes of ``f`` read in chunks (no allocation beyond what the file holds), and how
+    many bytes follow them."""
+    parts, have = [], 0
+    while have < count:
+        part = f.read(min(_CHUNK, count - have))
+        if not part:
+            break
+        parts.append(part)
+        have += len(part)
+    extra = 0
+    while part := f.read(_CHUNK):
+        extra += len(part)
+    return b"".join(parts), extra
+
+
 def _read_idx(path: Path, magic: int) -> np.ndarray:
-    """The uint8 array of an IDX file with the given magic number (raw, or gzipped if *.gz)."""
+    """The uint8 array of an IDX file with the given magic number (raw, or gzipped if *.gz).
+
+    The size the header declares is checked against what the file can hold before any data is read.
+    """
+    gz, ndim = path.name.endswith(".gz"), magic & 0xFF
+    header_size, file_size = 4 + 4 * ndim, path.stat().st_size
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read ({e})") from e
-    if path.name.endswith(".gz"):
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as e:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            header = f.read(header_size)
+            if len(header) < header_size:
+                raise ValueError(f"{path}: truncated: {len(header)} bytes, shorter than an IDX header")
+            found = int.from_bytes(header[:4], "big")
+            if found != magic:
+                kind = {IDX_IMAGES_MAGIC: "images", IDX_LABELS_MAGIC: "labels"}
+                raise ValueError(
+                    f"{path}: wrong magic number 0x{found:08X}, expected 0x{magic:08X} "
+                    f"(IDX {kind[magic]}: unsigned bytes, {ndim} dimension{'s' * (ndim > 1)})"
+                )
+            dims = tuple(int.from_bytes(header[4 + 4 * k:8 + 4 * k], "big") for k in range(ndim))
+            count = math.prod(dims)
+            room = file_size * _GZIP_MAX_RATIO if gz else file_size - header_size
+            if count > room:  # refused before reading: a header may claim 10**12 items
+                found = f"more than a {file_size}-byte gzip file can hold" if gz else f"found {room}"
+                raise ValueError(f"{path}: truncated: the header gives shape {dims}, i.e. {count} data bytes, {found}")
+            data, extra = _read_body(f, count)
+    except (OSError, EOFError, zlib.error) as e:
+        if gz and not isinstance(e, FileNotFoundError):
             raise ValueError(f"{path}: not a valid gzip file, corrupt or truncated ({e})") from e
-    ndim = magic & 0xFF
-    if len(data) < 4 + 4 * ndim:
-        raise ValueError(f"{path}: truncated: {len(data)} bytes, shorter than an IDX header")
-    found = int.from_bytes(data[:4], "big")
-    if found != magic:
-        kind = {IDX_IMAGES_MAGIC: "images", IDX_LABELS_MAGIC: "labels"}
+        raise ValueError(f"{path}: cannot read ({e})") from e
+    if len(data) != count or extra:
+        problem = "truncated" if len(data) < count else "unexpected trailing data"
         raise ValueError(
-            f"{path}: wrong magic number 0x{found:08X}, expected 0x{magic:08X} "
-            f"(IDX {kind[magic]}: unsigned bytes, {ndim} dimension{'s' * (ndim > 1)})"
+            f"{path}: {problem}: the header gives shape {dims}, i.e. {count} data bytes, found {len(data) + extra}"
         )
-    dims = tuple(int.from_bytes(data[4 + 4 * k:8 + 4 * k], "big") for k in range(ndim))
-    start, count = 4 + 4 * ndim, math.prod(dims)
-    body = len(data) - start
-    if body != count:
-        problem = "truncated" if body < count else "unexpected trailing data"
-        raise ValueError(
-            f"{path}: {problem}: the header gives shape {dims}, i.e. {count} data bytes, found {body}"
-        )
-    return np.frombuffer(data, np.uint8, count, start).reshape(dims)
+    return np.frombuffer(data, np.uint8, count).reshape(dims)
 
 
 def _partner(path: Path, base: str) -> Path | None:
@@ -196,7 +221,7 @@ def load_idx(path: str | Path, *, seed: int = 0, test_fraction: float = 0.2) -> 
     present, is the test set, otherwise the training file is split (test_fraction).
     Images (n, rows, cols) uint8 become (n, rows * cols) float32 pixel / 255 in [0, 1].
     """
-    path = _existing(path)
+    path = existing_file(path)
     base = path.name.removesuffix(".gz")
     if "labels" in base or "idx1" in base:
         raise ValueError(f"{path}: this is an IDX labels file; give the images file (…-images-idx3-ubyte)")

@@ -13,12 +13,14 @@ from ..nn.sequential import Sequential
 
 @dataclass
 class History:
-    """Per-epoch metrics: ``history["loss"]``, ``history["val_accuracy"]``, ..."""
+    """Per-epoch metrics: ``history["loss"]``, ``history["val_accuracy"]``, ...; ``stopped_by``: the
+    OSError of an ``on_epoch_end`` callback (such as a failed checkpoint save) that stopped training."""
 
     epochs: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
     best_epoch: int | None = None
     skipped_steps: int = 0
+    stopped_by: OSError | None = field(default=None, repr=False, compare=False)
 
     def __getitem__(self, key: str) -> list[float]:
         return [e[key] for e in self.epochs if key in e]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -118,7 +119,9 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
     on_nonfinite: "raise" stops with NonFiniteError naming the epoch and step (parameters and
     buffers such as BatchNorm's running statistics keep their last finite values); "skip" drops
     the offending batch, with what its forward pass did to the buffers, and goes on.
-    on_epoch_end(epoch, metrics) runs after each epoch (e.g. to save a checkpoint).
+    on_epoch_end(epoch, metrics) runs after each epoch (e.g. to save a checkpoint); an OSError from it
+    (a full disk, a read-only folder) stops training cleanly: that epoch stays in the History, a line
+    with its metrics and the error goes to ``stream`` (stderr), and ``History.stopped_by`` holds the error.
     The training loss includes the optimizer's L1/L2 penalty (see optimizers); the validation
     loss is the data loss alone. Running out of (GPU) memory raises DeviceMemoryError.
     """
@@ -175,7 +178,13 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
         result["epoch_time"] = time.perf_counter() - bar.start
         history.epochs.append(result)
         if on_epoch_end is not None:
-            on_epoch_end(epoch, result)
+            try:
+                on_epoch_end(epoch, result)
+            except OSError as exc:  # e.g. a checkpoint that cannot be written: stop, this epoch kept
+                history.stopped_by = exc
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k not in ("lr", "epoch_time"))
+                (stream or sys.stderr).write(f"training stopped after epoch {epoch + 1} ({shown}): {exc}\n")
+                break
         if early_stopping is not None and early_stopping.update(epoch, result, model):
             history.stopped_early = True
             break
