@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import gpudnn as gd
-from tests.mpi.ranks import EPOCHS, POISONED, STEPS_PER_EPOCH, B, problem, weights
+from tests.mpi.ranks import EPOCHS, POISONED, STEPS_PER_EPOCH, B, problem, train_equivalence, weights
+from tests.support import SIMULATOR
 
 ROOT = Path(__file__).resolve().parents[1]
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
@@ -46,20 +47,15 @@ def ranks(out: Path, name: str) -> list:
     return [dict(np.load(p)) if p.suffix == ".npz" else json.loads(p.read_text()) for p in found]
 
 
-def single_process(batch_size: int, backend: str = "numpy", **fit_args) -> tuple[gd.Sequential, gd.History]:
-    with gd.use_backend(backend):
-        model, opt, X, y = problem()
-        history = gd.fit(model, gd.SoftmaxCrossEntropy(), opt, X, y, batch_size=batch_size, progress=False,
-                         **fit_args)
-    return model, history
-
-
-def assert_equivalent(out: Path, backend: str = "numpy") -> None:
+def assert_equivalent(out: Path, backend: str) -> None:
+    path = {"numpy": "mpi", "cudasim": "host-staged mpi"}[backend]
+    assert [seen["path"] for seen in ranks(out, "collectives")] == [path, path]
     rank0, rank1 = ranks(out, "equivalence")
     assert rank0.keys() == rank1.keys()
     for key in rank0:
         np.testing.assert_array_equal(rank0[key], rank1[key], err_msg=f"ranks differ in {key}")
-    model, history = single_process(2 * B, backend, epochs=EPOCHS)
+    with gd.use_backend(backend):
+        model, history = train_equivalence(backend, 2 * B)
     reference = weights(model)
     assert model.parameters()[0].data.dtype == np.float64
     for key, value in reference.items():
@@ -75,19 +71,15 @@ def test_two_ranks_of_batch_b_train_as_one_process_of_batch_2b(tmp_path):
     assert run.returncode == 0, run.stderr
     assert EPOCHS * STEPS_PER_EPOCH == 30
     assert run.stderr.count("epoch 1/") == 1, "progress must come from rank 0 alone:\n" + run.stderr
-    assert_equivalent(tmp_path)
+    assert_equivalent(tmp_path, "numpy")
 
 
-@pytest.mark.slow
+@pytest.mark.skipif(not SIMULATOR, reason="the CUDA simulator is off (NUMBA_ENABLE_CUDASIM=0) in this process")
 def test_the_same_through_the_simulated_gpu_host_staged(tmp_path):
-    pytest.importorskip("numba.cuda")
     run = mpirun(str(ROOT / "tests/mpi/ranks.py"), "equivalence", str(tmp_path), "cudasim",
                  env={"NUMBA_ENABLE_CUDASIM": "1"})
     assert run.returncode == 0, run.stderr
-    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-        assert_equivalent(tmp_path, "cudasim")
-    else:  # this process cannot switch the simulator on after numba loaded: compare with numpy maths
-        assert_equivalent(tmp_path, "numpy")
+    assert_equivalent(tmp_path, "cudasim")
 
 
 def test_skips_and_bad_configurations_are_decided_on_every_rank(tmp_path):
@@ -139,3 +131,41 @@ def test_init_after_a_single_process_fit_is_refused_on_every_rank(tmp_path):
     assert run.returncode == 0, run.stderr
     for seen in ranks(tmp_path, "init_after_fit"):
         assert seen["type"] == "DistributedError" and "before the first fit" in seen["message"], seen
+
+
+def test_cli_trains_on_two_ranks_with_one_bar_and_resumes_exactly(tmp_path):
+    """`mpiexec -n 2 gpudnn train`: one progress bar, the usual accuracy, one checkpoint (rank 0's) that
+    a single process loads, and --resume under mpiexec equal to training straight through."""
+    from gpudnn.checkpoint import read_checkpoint
+
+    common = ("--backend", "numpy", "train", "--batch-size", "32")  # 2 x 32: the default 64 a step
+    first, resumed, straight = tmp_path / "2.npz", tmp_path / "3r.npz", tmp_path / "3.npz"
+    run = mpirun(*common, "--epochs", "2", "--save", str(first), "--metrics-json", str(tmp_path / "m.json"),
+                 module="gpudnn")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("epoch 1/2") == 1 and run.stderr.count("epoch 2/2") == 1, run.stderr
+    assert run.stdout.count("test accuracy") == 1, run.stdout
+    summary = json.loads((tmp_path / "m.json").read_text())
+    assert summary["ranks"] == 2 and summary["test_accuracy"] >= 0.9, summary
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2.npz", "m.json"], "rank 0 alone writes files"
+    ckpt = gd.load_checkpoint(first, restore_rng=False)
+    with gd.use_backend("numpy"):
+        from gpudnn.cli.train import evaluate_job
+
+        assert evaluate_job(model=str(first))["accuracy"] == pytest.approx(summary["test_accuracy"], abs=1e-12)
+    assert ckpt.epoch == 2
+    for args, path in ((("--epochs", "3", "--resume", str(first)), resumed), (("--epochs", "3"), straight)):
+        run = mpirun(*common, *args, "--save", str(path), "--quiet", module="gpudnn")
+        assert run.returncode == 0, run.stderr
+    (meta_r, arrays_r), (meta_s, arrays_s) = read_checkpoint(resumed), read_checkpoint(straight)
+    assert arrays_r.keys() == arrays_s.keys() and any(k.startswith("optim/") for k in arrays_r)
+    for key in arrays_r:
+        np.testing.assert_array_equal(arrays_r[key], arrays_s[key], err_msg=key)
+    assert meta_r["rng"] == meta_s["rng"] and meta_r["optimizer"]["step"] == meta_s["optimizer"]["step"]
+
+
+def test_info_shows_rank_size_and_collectives():
+    run = mpirun("info", module="gpudnn", timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "rank 0 of 2" in run.stdout and "rank 1 of 2" in run.stdout and "collectives" in run.stdout
+    assert run.stdout.count("numpy ") == 1, "rank 0 alone prints the report"

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .. import backend as backend_module
+from .. import distributed
 from ..backend import get_backend, selection_reason
 from ..checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from ..data import load_dataset, load_features, standardize
@@ -41,8 +42,13 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
               val_fraction: float = 0.1, patience: int | None = None, label: str | None = None, save: str | None = None,
               resume: str | None = None, plot: str | None = None, metrics_json: str | None = None,
               on_nonfinite: str = "raise", quiet: bool = False) -> dict[str, Any]:
-    """Train an MLP classifier on a dataset and report test accuracy, wall time and backend."""
+    """Train an MLP classifier on a dataset and report test accuracy, wall time and backend.
+
+    Under ``mpiexec`` (after gpudnn.distributed.init()) every rank trains its shard with
+    ``batch_size`` samples a step; rank 0 alone prints, saves and writes files.
+    """
     started = time.perf_counter()
+    main = distributed.is_main()
     backend_module.seed(seed)
     b = get_backend()
     options = {"label": label} if label is not None else {}
@@ -67,7 +73,7 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
                              f"{data.n_classes}")
         initial_epoch = int(ckpt.epoch or 0)
         history_before = ckpt.extra.get("history", [])
-        if not quiet:
+        if not quiet and main:
             print(f"resumed from {resume} after epoch {initial_epoch}", file=sys.stderr)
     else:
         optimizer_type = Optimizer.named(optimizer)
@@ -82,7 +88,7 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
 
     def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
         epochs_log.append(metrics)
-        if save:
+        if save and main:
             save_checkpoint(save, model, opt, epoch=epoch + 1, loss=loss_fn, extra={**extra, "history": epochs_log})
 
     stopper = EarlyStopping("val_loss", patience=patience) if patience is not None and validation else None
@@ -90,7 +96,7 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
                   validation_data=validation, progress=not quiet, early_stopping=stopper,
                   initial_epoch=initial_epoch, on_epoch_end=on_epoch_end, on_nonfinite=on_nonfinite)
     test = evaluate(model, loss_fn, X_test, data.y_test)
-    if save and stopper is not None and stopper.restore_best:  # the restored best weights are what was tested
+    if save and main and stopper is not None and stopper.restore_best:  # the restored best weights are what was tested
         save_checkpoint(save, model, opt, epoch=initial_epoch + len(history.epochs), loss=loss_fn,
                         extra={**extra, "history": epochs_log})
     wall = time.perf_counter() - started
@@ -98,7 +104,10 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
                "epochs_run": len(history.epochs), "wall_time_s": wall, "backend": b.name,
                "backend_reason": selection_reason(b), "model": model.config(),
                "optimizer": {"type": type(opt).__name__, **opt.hyper()}, "history": epochs_log,
-               "stopped_early": history.stopped_early, "skipped_steps": history.skipped_steps}
+               "stopped_early": history.stopped_early, "skipped_steps": history.skipped_steps,
+               "ranks": distributed.rank_and_size()[1]}
+    if not main:
+        return summary
     print(f"test accuracy {test['accuracy']:.4f}  test loss {test['loss']:.4f}  "
           f"({len(data.y_test)} samples of {dataset})")
     print(f"wall time {wall:.1f} s  backend {b.name} ({selection_reason(b)})")

@@ -53,6 +53,24 @@ def problem(seed: int = 0, width: int = 16, n: int | None = None, poison: bool =
     return model, opt, X, y
 
 
+def equivalence_run(backend: str) -> tuple[int, int, gd.Loss, bool]:
+    """(epochs, samples, loss, one-hot targets) of the equivalence check: 30 steps of softmax
+    cross-entropy; 6 steps of binary cross-entropy in the CUDA simulator, whose kernels run thread by
+    thread in Python (softmax cross-entropy takes seconds a launch there)."""
+    if backend == "cudasim":
+        return 2, 2 * B * 3, gd.BinaryCrossEntropy(), True
+    return EPOCHS, 2 * B * STEPS_PER_EPOCH, gd.SoftmaxCrossEntropy(), False
+
+
+def train_equivalence(backend: str, batch_size: int) -> tuple[gd.Sequential, gd.History]:
+    """The model of the equivalence check trained with ``batch_size`` per process."""
+    epochs, n, loss, one_hot = equivalence_run(backend)
+    model, opt, X, y = problem(n=n)
+    history = gd.fit(model, loss, opt, X, np.eye(3)[y] if one_hot else y, epochs=epochs, batch_size=batch_size,
+                     progress=dist.is_main())
+    return model, history
+
+
 def weights(model: gd.Sequential) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in model.state_dict().items()}
 
@@ -94,8 +112,8 @@ def main(scenario: str, out: Path, backend: str = "numpy") -> None:
         write(out, scenario, ctx.rank, **result)
         raise gd.NonFiniteError(result["message"])  # uncaught: the job must end, non-zero
     if scenario == "equivalence":
-        model, opt, X, y = problem()
-        history = gd.fit(model, loss, opt, X, y, epochs=EPOCHS, batch_size=B, progress=ctx.rank == 0)
+        model, history = train_equivalence(backend, B)
+        write(out, "collectives", ctx.rank, path=ctx.collectives().path)
         write(out, scenario, ctx.rank, loss=np.array(history["loss"]), accuracy=np.array(history["accuracy"]),
               **weights(model))
         return
