@@ -132,3 +132,11 @@ def test_dropout_seeds_differ_per_stream_and_stream_0_draws_as_before():
     assert draws[0] == [int(plain.integers(0, 2**63 - 1)) for _ in range(3)]
     assert len({tuple(v) for v in draws.values()}) == 3
     assert all(0 <= s < 2**63 for v in draws.values() for s in v)
+
+
+def test_importing_gpudnn_does_not_load_mpi():
+    import subprocess
+
+    code = "import sys, gpudnn; gpudnn.distributed.rank_and_size(); print('mpi4py' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
