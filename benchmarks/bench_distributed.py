@@ -130,6 +130,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "2 ranks x 1 thread over 1 process x 1 thread (samples/s)": round(two / steps[1, "1"], 3),
     }
     return {"sizes": list(QUICK_SIZES if quick else SIZES), "global_batch": GLOBAL_BATCH, "rows": rows,
+            "load_average_1min": os.getloadavg()[0],  # other work on the machine meanwhile
             "summary": summary, "gpu": harness.gpu_available()}
 
 

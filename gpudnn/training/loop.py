@@ -186,7 +186,10 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
                                          "parameters and buffers keep their last finite values")
                 history.skipped_steps += 1
                 continue
-            optimizer.step(dp.grad_scale if dp is not None else 1.0)
+            if dp is None:
+                optimizer.step()
+            else:
+                optimizer.step(grad_scale=dp.grad_scale)  # the 1/size of the mean over the ranks
             optimizer.zero_grad()
             metrics.add(loss_value, logits, yb)
             bar.update(metrics.count * world, metrics.result())
