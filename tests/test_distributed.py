@@ -130,7 +130,8 @@ def test_dropout_seeds_differ_per_stream_and_stream_0_draws_as_before():
     b.seed_stream = 0
     plain = np.random.default_rng(11)
     assert draws[0] == [int(plain.integers(0, 2**63 - 1)) for _ in range(3)]
-    assert len({tuple(v) for v in draws.values()}) == 3
+    assert len({tuple(v) for v in draws.values()}) == 3  # per rank
+    assert all(len(set(v)) == 3 for v in draws.values())  # per step
     assert all(0 <= s < 2**63 for v in draws.values() for s in v)
 
 
