@@ -1,4 +1,4 @@
-"""`gpudnn bench [kernels|mlp|pca|all]`: run benchmark families, print tables, optionally save JSON."""
+"""`gpudnn bench [kernels|mlp|pca|all|distributed]`: run benchmark families, print tables, optionally save JSON."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ SUITES = {
     "pca": ("bench_pca",),
 }
 SUITES["all"] = SUITES["kernels"] + SUITES["mlp"] + SUITES["pca"]
+SUITES["distributed"] = ("bench_distributed",)  # starts its own ranks with mpiexec; not part of "all"
 
 
 def _print(name: str, result: dict[str, Any]) -> None:

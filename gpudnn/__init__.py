@@ -3,6 +3,7 @@
 Importing gpudnn touches no GPU and compiles no kernel; both happen on first use.
 """
 
+from . import distributed as distributed  # gd.distributed.init(), is_main(), ... (mpi4py loads on init)
 from .backend import (
     Backend,
     BackendUnavailableError,

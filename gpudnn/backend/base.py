@@ -127,10 +127,18 @@ class Backend:
         and the generator state can be saved in a checkpoint.
         """
         self.rng = np.random.default_rng(seed)
+        self.seed_stream = getattr(self, "seed_stream", 0)
 
     def next_seed(self) -> int:
-        """A 63-bit seed for kernels that draw their own random numbers (dropout masks)."""
-        return int(self.rng.integers(0, 2**63 - 1))
+        """A 63-bit seed for kernels that draw their own random numbers (dropout masks).
+
+        The ranks of a data-parallel job keep ``rng`` in step and set ``seed_stream`` to their rank,
+        which is mixed into the seed, so their dropout masks differ (stream 0 draws as a single process).
+        """
+        seed = int(self.rng.integers(0, 2**63 - 1))
+        if self.seed_stream:
+            seed = int(np.random.SeedSequence([seed, self.seed_stream]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+        return seed
 
     def permutation(self, n: int) -> Any:
         """A random permutation of range(n) on this backend (drawn on the host)."""

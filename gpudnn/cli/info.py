@@ -1,10 +1,11 @@
-"""`gpudnn info`: the chosen backend and why, the device, and library versions."""
+"""`gpudnn info`: the chosen backend and why, the device, library versions, and the rank in an MPI job."""
 
 from __future__ import annotations
 
 import importlib.metadata as md
 import platform
 
+from .. import distributed
 from ..backend import get_backend, selection_reason
 
 
@@ -36,6 +37,8 @@ def report() -> dict[str, str]:
         "numba": _version("numba"),
         "numba-cuda": _version("numba-cuda"),
         "cupy": _version("cupy-cuda13x", "cupy-cuda12x", "cupy"),
+        "mpi4py": _version("mpi4py"),
+        **_distributed(backend),
     }
     if backend.name == "cupy":
         import cupy
@@ -54,9 +57,33 @@ def report() -> dict[str, str]:
     return info
 
 
+def _distributed(backend: object) -> dict[str, str]:
+    """The rank and size, and which collectives serve this backend (under mpiexec)."""
+    context = distributed.current()
+    if context is None:
+        how = ("run under mpiexec -n N to train data-parallel" if _version("mpi4py") != "not installed"
+               else "pip install 'gpudnn[mpi]' to train data-parallel")
+        return {"distributed": f"single process ({how})"}
+    collectives = context.collectives(backend)
+    return {"distributed": f"rank {context.rank} of {context.size} (local rank {context.local_rank} of "
+                           f"{context.local_size} on {context.host})",
+            "collectives": f"{collectives.path} ({collectives.reason})",
+            "threads per rank": ", ".join([f"{k} {v}" for k, v in context.threads.items()]
+                                          + ["the rest as the environment sets"])}
+
+
 def info_job() -> None:
-    """Print ``report()`` as aligned lines."""
+    """Print ``report()`` as aligned lines; under mpiexec rank 0 prints, adding for each other rank the
+    lines where it differs."""
     info = report()
+    context = distributed.current()
+    everyone = context.collectives().allgather_json(info) if context is not None and context.size > 1 else [info]
+    if not distributed.is_main():
+        return
     width = max(map(len, info))
     for key, value in info.items():
         print(f"{key:<{width}}  {value}")
+    for rank, theirs in enumerate(everyone[1:], start=1):
+        for key, value in theirs.items():
+            if value != info.get(key):
+                print(f"{f'rank {rank}: {key}':<{width}}  {value}")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .. import backend as backend_module
+from .. import distributed
 from ..backend import get_backend, selection_reason
 from ..checkpoint import CheckpointError, atomic_write, load_checkpoint, read_checkpoint, save_checkpoint
 from ..data import load_dataset, load_features, standardize
@@ -64,13 +65,18 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
               step_every: float | None = None, step_gamma: float | None = None, reduce: Reduction | None = None,
               reduce_epochs: int = 40, reduce_hidden: Sequence[int] = (128,), fine_tune: int = 0) -> dict[str, Any]:
     """Train an MLP classifier on a dataset (behind a reduction fitted on the training rows, with
-    ``reduce``) and report test accuracy, wall time and backend."""
+    ``reduce``) and report test accuracy, wall time and backend.
+
+    Under ``mpiexec`` (after gpudnn.distributed.init()) every rank trains its shard with
+    ``batch_size`` samples a step; rank 0 alone prints, saves and writes files.
+    """
     check_outputs({"--save": save, "--plot": plot, "--metrics-json": metrics_json})
     if save:
         _check_overwrite(save)
     if plot:
         check_plot_output("--plot", plot)
     started = time.perf_counter()
+    main = distributed.is_main()
     backend_module.seed(seed)
     b = get_backend()
     options = {"label": label} if label is not None else {}
@@ -109,7 +115,7 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
         reduction_report = ckpt.extra.get("reduction")
         initial_epoch = int(ckpt.epoch or 0)
         history_before = ckpt.extra.get("history", [])
-        if not quiet:
+        if not quiet and main:
             print(f"resumed from {resume} after epoch {initial_epoch}", file=sys.stderr)
     else:
         optimizer_type = Optimizer.named(optimizer)
@@ -126,7 +132,7 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
         if weight_decay or optimizer_type.__name__ == "AdamW":
             regularization["weight_decay"] = weight_decay
         opt = optimizer_type(model.parameters(), lr=lr, **regularization, **settings)
-    if reduction_report is not None:
+    if reduction_report is not None and main:
         print(describe(reduction_report))
     total_epochs = epochs + plan["fine_tune"]
     plan.setdefault("schedule_epochs", total_epochs)  # a resumed run keeps the first run's horizon
@@ -139,7 +145,7 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
 
     def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
         epochs_log.append(metrics)
-        if save:
+        if save and main:
             save_checkpoint(save, model, opt, epoch=epoch + 1, loss=loss_fn, extra={**extra, "history": epochs_log})
 
     epochs_run, stopped_early, skipped, stopped_by = 0, False, 0, None
@@ -149,7 +155,7 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
         if fine_tuning and model.frozen_parameter_names():
             model.set_frozen([])
             opt = type(opt).from_hyper(model.parameters(), {**opt.hyper(), "lr": plan["base_lr"]})
-            if not quiet:
+            if not quiet and main:
                 print(f"fine-tuning the reduction with the classifier for {plan['fine_tune']} epochs", file=sys.stderr)
         opt.lr = plan["base_lr"]  # the schedule scales the base rate; a checkpoint holds the last scaled one
         stopper = EarlyStopping("val_loss", patience=patience) if patience is not None and validation else None
@@ -163,7 +169,7 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
         stopped_by = history.stopped_by
         if stopped_by is not None:  # a save failed: the previous checkpoint stands, training ends here
             break
-        if save and stopper is not None and stopper.restore_best:  # the restored best weights are what is tested
+        if save and main and stopper is not None and stopper.restore_best:  # the restored best weights are tested
             save_checkpoint(save, model, opt, epoch=end, loss=loss_fn, extra={**extra, "history": epochs_log})
     test = evaluate(model, loss_fn, X_test, data.y_test)
     wall = time.perf_counter() - started
@@ -173,7 +179,10 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
                "optimizer": {"type": type(opt).__name__, **opt.hyper(), "lr": plan["base_lr"]}, "plan": plan,
                "reduction": reduction_report, "steps_per_epoch": -(-len(fit_idx) // batch_size),
                "history": epochs_log, "stopped_early": stopped_early, "skipped_steps": skipped,
-               "stopped_by": None if stopped_by is None else str(stopped_by)}
+               "stopped_by": None if stopped_by is None else str(stopped_by),
+               "ranks": distributed.rank_and_size()[1]}
+    if not main:
+        return summary
     print(f"test accuracy {test['accuracy']:.4f}  test loss {test['loss']:.4f}  "
           f"({len(data.y_test)} samples of {dataset})")
     print(f"wall time {wall:.1f} s  backend {b.name} ({selection_reason(b)})")

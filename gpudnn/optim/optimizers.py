@@ -87,14 +87,19 @@ class Optimizer(Registered, family="optimizer"):
         g = self.arena.grad
         return float(math.sqrt(float(g @ g)))
 
-    def step(self) -> None:
-        """Apply one update to every parameter (one fused launch)."""
+    def step(self, grad_scale: float = 1.0) -> None:
+        """Apply one update to every parameter (one fused launch).
+
+        grad_scale: the gradient applied is ``grad_scale`` times the arena's (e.g. 1/size after a
+        data-parallel sum over size ranks), multiplied inside the fused update, not in a pass of its
+        own; clipping by ``max_grad_norm`` measures the scaled gradient.
+        """
         self.arena.write_pending_zeros()
-        scale = 1.0
+        scale = checks.real("grad_scale", grad_scale, low=0, low_open=True)
         if self.max_grad_norm is not None:
-            norm = self.grad_norm()
+            norm = self.grad_norm() * scale
             if norm > self.max_grad_norm:
-                scale = self.max_grad_norm / (norm + 1e-6)
+                scale *= self.max_grad_norm / (norm + 1e-6)
         self.step_count += 1
         self._update(scale)
 

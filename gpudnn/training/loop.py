@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from .. import checks
+from ..distributed import DataParallel, data_parallel
 from ..nn.losses import Loss
 from ..nn.sequential import Sequential
 from ..nn.workspace import Workspace
@@ -72,6 +73,11 @@ class _Metrics:
             else:
                 self.correct += ((logits > 0) == (targets.reshape(logits.shape) > 0.5)).all(axis=1).sum()
 
+    def merge_ranks(self, dp: DataParallel) -> None:
+        """Sum loss, count and hits over the ranks of a data-parallel job."""
+        self.loss_sum, count, correct = dp.sum(self.loss_sum, self.count, int(self.correct))
+        self.count, self.correct = int(count), int(correct)
+
     def result(self, prefix: str = "") -> dict[str, float]:
         out = {f"{prefix}loss": self.loss_sum / max(self.count, 1)}
         if self.loss_fn.classification:
@@ -122,6 +128,11 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
     on_epoch_end(epoch, metrics) runs after each epoch (e.g. to save a checkpoint); an OSError from it
     (a full disk, a read-only folder) stops training cleanly: that epoch stays in the History, a line
     with its metrics and the error goes to ``stream`` (stderr), and ``History.stopped_by`` holds the error.
+    After gpudnn.distributed.init() in a job of several ranks, every rank calls fit with the same
+    arguments and they train one model data-parallel (gpudnn.distributed.data_parallel):
+    ``batch_size`` is per rank, the metrics are over all ranks, only rank 0 shows progress, and
+    on_epoch_end runs on every rank (write files where gpudnn.distributed.is_main()); when it fails
+    on one rank, every rank stops after that epoch.
     The training loss includes the optimizer's L1/L2 penalty (see optimizers); the validation
     loss is the data loss alone. Running out of (GPU) memory raises DeviceMemoryError.
     """
@@ -136,14 +147,23 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
     Xd, yd = prepare_data(model, loss_fn, X, y)
     val = prepare_data(model, loss_fn, *validation_data, name="X_val") if validation_data is not None else None
     n = Xd.shape[0]
-    steps_per_epoch = -(-n // batch_size)
+    dp = data_parallel(model, optimizer, n)
+    if dp is not None:
+        dp.start({"X": Xd, "y": yd, "X_val": val and val[0], "y_val": val and val[1]},
+                 {"samples": n, "batch_size": batch_size, "epochs": epochs, "initial_epoch": initial_epoch,
+                  "shuffle": shuffle, "on_nonfinite": on_nonfinite, "schedule": schedule is not None,
+                  "early_stopping": early_stopping is not None})
+        progress = progress and dp.is_main
+    world, n_local = (dp.size, dp.samples_per_rank) if dp is not None else (1, n)
+    steps_per_epoch = -(-n_local // batch_size)
     ws, base_lr, history = Workspace(), optimizer.lr, History()
     buffers = [buf for _, buf in model.named_buffers()]  # a training forward updates them in place
     last_finite = [b.xp.empty_like(buf) for buf in buffers]
     optimizer.zero_grad()  # gradients left from before fit must not leak into the first step
     for epoch in range(initial_epoch, epochs):
         order = b.permutation(n) if shuffle else b.xp.arange(n)
-        bar = ProgressBar(epoch + 1, epochs, n, stream=stream, enabled=progress)
+        order = dp.shard(order) if dp is not None else order
+        bar = ProgressBar(epoch + 1, epochs, n_local * world, stream=stream, enabled=progress)
         metrics = _Metrics(b, loss_fn)
         for step in range(steps_per_epoch):
             idx = order[step * batch_size:(step + 1) * batch_size]
@@ -156,9 +176,15 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
             logits = model.forward(xb, train=True)
             loss, dlogits = loss_fn.forward_backward(logits, yb)
             model.backward(dlogits, overwrite_dy=True)
+            if dp is not None:
+                dp.reduce_gradients()
             loss_value, finite = _finite_step(b, loss + optimizer.penalty(), optimizer)
+            if dp is not None:
+                finite, bad_ranks = dp.agree(loss_value, finite, buffers)
             if not finite:
                 where = f"epoch {epoch + 1}, step {step + 1} of {steps_per_epoch}"
+                if dp is not None:
+                    where += f" (loss on rank(s) {bad_ranks})" if bad_ranks else " (in the summed gradients)"
                 optimizer.zero_grad()
                 for kept, buf in zip(last_finite, buffers):
                     buf[...] = kept
@@ -167,13 +193,19 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
                                          "parameters and buffers keep their last finite values")
                 history.skipped_steps += 1
                 continue
-            optimizer.step()
+            if dp is None:
+                optimizer.step()
+            else:
+                optimizer.step(grad_scale=dp.grad_scale)  # the 1/size of the mean over the ranks
             optimizer.zero_grad()
             metrics.add(loss_value, logits, yb)
-            bar.update(metrics.count, metrics.result())
+            bar.update(metrics.count * world, metrics.result())
+        if dp is not None:
+            metrics.merge_ranks(dp)
         result = {**metrics.result(), "lr": optimizer.lr}
         if val is not None:
-            result.update(evaluate(model, loss_fn, *val, prepared=True, prefix="val_"))
+            validate = functools.partial(evaluate, model, loss_fn, prepared=True, prefix="val_")
+            result.update(dp.evaluate(validate, *val) if dp is not None else validate(*val))
         bar.close(metrics.count, {k: v for k, v in result.items() if k != "lr"})
         result["epoch_time"] = time.perf_counter() - bar.start
         history.epochs.append(result)
@@ -184,6 +216,9 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
                 history.stopped_by = exc
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k not in ("lr", "epoch_time"))
                 (stream or sys.stderr).write(f"training stopped after epoch {epoch + 1} ({shown}): {exc}\n")
+            if dp is not None and dp.sum(float(history.stopped_by is not None))[0] and history.stopped_by is None:
+                history.stopped_by = OSError(f"another rank's on_epoch_end failed after epoch {epoch + 1}")
+            if history.stopped_by is not None:
                 break
         if early_stopping is not None and early_stopping.update(epoch, result, model):
             history.stopped_early = True
