@@ -15,11 +15,12 @@ In place. An op may write its output over its input (``out=x``). Each side has o
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple, TypeVar
 
@@ -115,7 +116,7 @@ def three_ways(name: str, plan: Callable[..., P], ref: Callable[[P], Any], cpu: 
         return "NumPy arrays (use the cuda kernels for device arrays)" if is_device_array(a) else None
 
     def device_only(a: Any) -> str | None:
-        if isinstance(a, np.ndarray) and not simulator_enabled():
+        if isinstance(a, np.ndarray) and not simulator_enabled() and _RECORDING is None:
             return "CuPy arrays on a GPU (use the cpu kernels for NumPy arrays)"
         return None
 
@@ -264,10 +265,41 @@ def current_stream():
     return _external_stream(ptr) if ptr else 0
 
 
+class Launch(NamedTuple):
+    """A kernel launch as recorded by recording_launches: the numba.cuda kernel, its grid and block,
+    and the arguments it was given."""
+
+    kernel: Any
+    grid: Any
+    block: Any
+    args: tuple[Any, ...]
+
+
+_RECORDING: list[Launch] | None = None
+
+
+@contextlib.contextmanager
+def recording_launches() -> Iterator[list[Launch]]:
+    """Within this block the cuda ops take NumPy arrays and, instead of launching, append each launch
+    they would make to the list yielded (nothing runs, outputs stay as they are). This is how the
+    kernels and argument types an op launches are enumerated without a GPU (see variants)."""
+    global _RECORDING
+    if simulator_enabled():
+        raise RuntimeError("recording_launches needs the real numba.cuda (NUMBA_ENABLE_CUDASIM is set)")
+    outer, _RECORDING = _RECORDING, []
+    try:
+        yield _RECORDING
+    finally:
+        _RECORDING = outer
+
+
 def launch(kernel: Any, grid: Any, block: Any, *args: Any) -> None:
     """``kernel[grid, block, stream](*args)`` on CuPy's current stream, device arrays passed
     through cuda_args. Outputs that may be their inputs come after them in ``args`` (see the module
     docstring)."""
+    if _RECORDING is not None:
+        _RECORDING.append(Launch(kernel, grid, block, args))
+        return
     LAUNCHES["cuda"] += 1
     if simulator_enabled():
         _one_shared_array_per_block()
