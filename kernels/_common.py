@@ -339,16 +339,35 @@ def _one_shared_array_per_block() -> None:
     FakeCUDAShared.array = array
 
 
-def grid_1d(n: int, block: int = CUDA_BLOCK) -> tuple[int, int]:
-    """(blocks, threads) for a grid-stride loop over ``n`` items.
+def power_of_2_at_least(k: int, cap: int) -> int:
+    """The smallest power of 2 >= ``k`` (and >= 1), at most ``cap`` (a power of 2)."""
+    return min(1 << max(k - 1, 0).bit_length(), cap)
+
+
+def grid_1d(n: int, block: int = CUDA_BLOCK) -> tuple[int, int, int]:
+    """(blocks, threads, shift) for a grid-stride loop over ``n`` items on blocks * threads = 2**shift
+    threads (a power of 2, see _indexing).
 
     The simulator runs every thread as Python code, so there a single small block walks the
     whole range through the stride loop; on a GPU the grid is capped at a few waves of blocks.
     """
     if simulator_enabled():
-        return 2, 32
-    blocks = max(1, min((n + block - 1) // block, 4096))
-    return blocks, block
+        return 2, 32, 6
+    blocks = power_of_2_at_least((n + block - 1) // block, 4096)
+    return blocks, block, (blocks * block).bit_length() - 1
+
+
+def grid_2d(n: int, m: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """(grid, block, (column_shift, row_shift)) of an elementwise kernel over an (n, m) array: blocks of
+    256 threads, at most 32 of them along a row (a warp reads adjacent elements of one or more rows),
+    a grid that spans 2**column_shift threads along the columns and 2**row_shift along the rows, both
+    powers of 2 (see _indexing), at most 4096 blocks. Under the simulator, 2 x 2 blocks of 32 threads."""
+    sim = simulator_enabled()
+    tx = power_of_2_at_least(m, 8 if sim else 32)
+    ty = (32 if sim else CUDA_BLOCK) // tx
+    gx = 2 if sim else power_of_2_at_least((m + tx - 1) // tx, 1024)
+    gy = 2 if sim else power_of_2_at_least((n + ty - 1) // ty, 4096 // gx)
+    return (gx, gy), (tx, ty), ((gx * tx).bit_length() - 1, (gy * ty).bit_length() - 1)
 
 
 def row_launch(n: int, k: int) -> tuple[int, int]:
