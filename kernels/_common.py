@@ -390,20 +390,23 @@ ROWS_PER_THREAD = 32  # column-strip kernels: a block covers ~256 rows of its st
 
 
 def column_grid(n: int, m: int, tile: tuple[int, int]) -> tuple[int, int]:
-    """Blocks along (columns, rows) for an (n, m) array. Under the simulator 2 x 2 blocks walk
-    everything by grid-stride."""
+    """Blocks along (columns, rows) for an (n, m) array, powers of 2 (see _indexing). Under the
+    simulator 2 x 2 blocks walk everything by grid-stride."""
     if simulator_enabled():
         return 2, 2
-    strips = min((m + tile[0] - 1) // tile[0], 65535)
-    chunks = min((n + tile[1] * ROWS_PER_THREAD - 1) // (tile[1] * ROWS_PER_THREAD), 65535)
-    return max(strips, 1), max(chunks, 1)
+    strips = power_of_2_at_least((m + tile[0] - 1) // tile[0], 32768)
+    chunks = power_of_2_at_least((n + tile[1] * ROWS_PER_THREAD - 1) // (tile[1] * ROWS_PER_THREAD), 32768)
+    return strips, chunks
 
 
-def column_launch(n: int, m: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(grid, block) of a column-strip kernel over an (n, m) array: column_grid of column_tile. The
-    grid has at least one block row even when n == 0, so the row-0 threads of each strip exist."""
+def column_launch(n: int, m: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """(grid, block, (column_shift, row_shift)) of a column-strip kernel over an (n, m) array:
+    column_grid of column_tile; the grid spans 2**column_shift threads along the columns and
+    2**row_shift along the rows, the kernel's first two arguments. The grid has at least one block
+    row even when n == 0, so the row-0 threads of each strip exist."""
     tile = column_tile()
-    return column_grid(n, m, tile), tile
+    grid = column_grid(n, m, tile)
+    return grid, tile, ((grid[0] * tile[0]).bit_length() - 1, (grid[1] * tile[1]).bit_length() - 1)
 
 
 def device_jit():

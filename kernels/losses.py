@@ -132,8 +132,8 @@ def _cpu(p: _Plan) -> tuple[Any, Any]:
 
 @functools.cache
 def _cuda_kernel(kind: int, dtype: np.dtype, threads: int) -> Any:
-    """Grid-stride kernel ``(x, t, scale, shift, loss, g)`` on a grid of 2**shift threads over flat arrays; each block adds its share of the
-    mean into loss[0]."""
+    """Grid-stride kernel ``(x, t, scale, shift, loss, g)`` on a grid of 2**shift threads over flat arrays;
+    each block adds its share of the mean into loss[0]."""
     f = _scalars(c.device_jit(), math.exp, math.log1p, dtype)[kind]
     ftype = dtype.type
     zero = ftype(0)
