@@ -370,13 +370,15 @@ def grid_2d(n: int, m: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int
     return (gx, gy), (tx, ty), ((gx * tx).bit_length() - 1, (gy * ty).bit_length() - 1)
 
 
-def row_launch(n: int, k: int) -> tuple[int, int]:
-    """(blocks, threads) of a block-per-row kernel over ``n`` rows of ``k`` (a single warp for short
-    rows), rows strided over the grid. The simulator runs every thread as a Python thread."""
+def row_launch(n: int, k: int) -> tuple[int, int, int]:
+    """(blocks, threads, row_shift) of a block-per-row kernel over ``n`` rows of ``k`` (a single warp
+    for short rows), rows strided over a grid of blocks = 2**row_shift (see _indexing). The simulator
+    runs every thread as a Python thread."""
     if simulator_enabled():
-        return 2, 32
+        return 2, 32, 1
     threads = 32 if k <= 64 else 128 if k <= 2048 else 256
-    return min(n, 4096), threads
+    blocks = power_of_2_at_least(n, 4096)
+    return blocks, threads, blocks.bit_length() - 1
 
 
 def column_tile() -> tuple[int, int]:

@@ -16,6 +16,7 @@ import numpy as np
 from numba import cuda
 
 from . import _common as c
+from ._indexing import strided
 from ._reductions import column_adder
 
 # --------------------------------------------------------------------------- validation
@@ -118,27 +119,27 @@ def _dgamma_dbeta_kernel(dtype: np.dtype, tile: tuple[int, int], stats_per_row: 
     def dgamma_dbeta(column_shift, row_shift, dy, x, mean, rstd, acc):
         partial = cuda.shared.array((TY, TX), F)
         n, m = x.shape
-        j0 = cuda.blockIdx.x * TX
-        while j0 < m:
+        j0, column_step, columns = strided(cuda.blockIdx.x * TX, m, column_shift)
+        while j0 < columns:
             j = j0 + cuda.threadIdx.x
             dg = ZERO
             db = ZERO
-            if j < m:
+            if j < columns:
                 mu = ZERO if stats_per_row else mean[j]
-                i = cuda.blockIdx.y * TY + cuda.threadIdx.y
-                while i < n:
+                i, row_step, rows = strided(cuda.blockIdx.y * TY + cuda.threadIdx.y, n, row_shift)
+                while i < rows:
                     d = dy[i, j]
                     db += d
                     if stats_per_row:
                         dg += d * ((x[i, j] - mean[i]) * rstd[i])
                     else:
                         dg += d * (x[i, j] - mu)
-                    i += 1 << row_shift
+                    i += row_step
                 if not stats_per_row:
                     dg *= rstd[j]
-            column_add(partial, dg, j < m, acc, (0, j))
-            column_add(partial, db, j < m, acc, (1, j))
-            j0 += 1 << column_shift
+            column_add(partial, dg, j < columns, acc, (0, j))
+            column_add(partial, db, j < columns, acc, (1, j))
+            j0 += column_step
 
     return dgamma_dbeta
 

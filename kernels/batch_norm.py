@@ -40,6 +40,7 @@ import numpy as np
 from numba import cuda, njit
 
 from . import _common as c
+from ._indexing import strided
 from ._norm_common import (
     BackwardPlan,
     ForwardPlan,
@@ -249,32 +250,32 @@ def _tile_kernels(dtype: np.dtype, tile: tuple[int, int]) -> _TileKernels:
         partial = cuda.shared.array((TY, TX), F)
         n, m = x.shape
         i0 = cuda.blockIdx.y * TY + cuda.threadIdx.y
-        j0 = cuda.blockIdx.x * TX
-        while j0 < m:
+        j0, column_step, columns = strided(cuda.blockIdx.x * TX, m, column_shift)
+        while j0 < columns:
             j = j0 + cuda.threadIdx.x
             total = ZERO
-            if j < m:
+            if j < columns:
                 s = x[0, j]
                 cen = acc[0, j] * inv_n if second else ZERO
-                i = i0
-                while i < n:
+                i, row_step, rows = strided(i0, n, row_shift)
+                while i < rows:
                     d = x[i, j] - s - cen
                     total += d * d if second else d
-                    i += 1 << row_shift
+                    i += row_step
                 if second and i0 == 0:
                     acc[2, j] = s
-            column_add(partial, total, j < m, acc, (1 if second else 0, j))
-            j0 += 1 << column_shift
+            column_add(partial, total, j < columns, acc, (1 if second else 0, j))
+            j0 += column_step
 
     @cuda.jit
     def batch_norm(column_shift, row_shift, x, gamma, beta, acc, inv_n, eps, training, update, momentum, unbias,
                    r_mean, r_var, mean, rstd, out):
         n, m = x.shape
         i0 = cuda.blockIdx.y * TY + cuda.threadIdx.y
-        j0 = cuda.blockIdx.x * TX
-        while j0 < m:
+        j0, column_step, columns = strided(cuda.blockIdx.x * TX, m, column_shift)
+        while j0 < columns:
             j = j0 + cuda.threadIdx.x
-            if j < m:
+            if j < columns:
                 if training:
                     s, cen, var = acc[2, j], acc[0, j] * inv_n, acc[1, j] * inv_n
                 else:
@@ -287,32 +288,32 @@ def _tile_kernels(dtype: np.dtype, tile: tuple[int, int]) -> _TileKernels:
                     if update:
                         r_mean[j] = (ONE - momentum) * r_mean[j] + momentum * (s + cen)
                         r_var[j] = (ONE - momentum) * r_var[j] + momentum * var * unbias
-                i = i0
-                while i < n:
+                i, row_step, rows = strided(i0, n, row_shift)
+                while i < rows:
                     out[i, j] = (x[i, j] - s - cen) * scale + shift
-                    i += 1 << row_shift
+                    i += row_step
 
-            j0 += 1 << column_shift
+            j0 += column_step
     @cuda.jit
     def batch_norm_backward(column_shift, row_shift, dy, x, gamma, mean, rstd, acc, inv_n, dx, dgamma, dbeta):
         n, m = x.shape
         i0 = cuda.blockIdx.y * TY + cuda.threadIdx.y
-        j0 = cuda.blockIdx.x * TX
-        while j0 < m:
+        j0, column_step, columns = strided(cuda.blockIdx.x * TX, m, column_shift)
+        while j0 < columns:
             j = j0 + cuda.threadIdx.x
-            if j < m:
+            if j < columns:
                 mu, r = mean[j], rstd[j]
                 # dx = k (dy - a - (x - mean) b), k = gamma rstd, a = dbeta / n, b = dgamma rstd / n
                 k, a, b = gamma[j] * r, acc[1, j] * inv_n, acc[0, j] * r * inv_n
                 if i0 == 0:
                     dbeta[j] = acc[1, j]
                     dgamma[j] = acc[0, j]
-                i = i0
-                while i < n:
+                i, row_step, rows = strided(i0, n, row_shift)
+                while i < rows:
                     dx[i, j] = k * (dy[i, j] - a - (x[i, j] - mu) * b)
-                    i += 1 << row_shift
+                    i += row_step
 
-            j0 += 1 << column_shift
+            j0 += column_step
     return _TileKernels(batch_norm_stats, batch_norm, batch_norm_backward)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from numba import cuda, float64, njit
 
 from . import _common as c
+from ._indexing import strided
 from ._reductions import column_adder
 from .activations import (
     FROM_OUTPUT,
@@ -138,19 +139,19 @@ def _cuda_kernel(code: int, from_output: bool, dtype: Any, tile: tuple[int, int]
         # by*TY + ty, by*TY + ty + gridDim.y*TY, ...
         n, m = dy.shape
         partials = cuda.shared.array((TY, TX), float64)
-        j0 = cuda.blockIdx.x * TX
-        while j0 < m:
+        j0, column_step, columns = strided(cuda.blockIdx.x * TX, m, column_shift)
+        while j0 < columns:
             j = j0 + cuda.threadIdx.x
             acc = 0.0
-            if j < m:
-                i = cuda.blockIdx.y * TY + cuda.threadIdx.y
-                while i < n:
+            if j < columns:
+                i, row_step, rows = strided(cuda.blockIdx.y * TY + cuda.threadIdx.y, n, row_shift)
+                while i < rows:
                     g = dy[i, j] * fprime(saved[i, j], alpha)
                     dz[i, j] = g
                     acc += g
-                    i += 1 << row_shift
-            column_add(partials, acc, j < m, db, j)
-            j0 += 1 << column_shift
+                    i += row_step
+            column_add(partials, acc, j < columns, db, j)
+            j0 += column_step
 
     return kernel
 
