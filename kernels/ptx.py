@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -146,13 +147,21 @@ def _compute_capability(cc: tuple[int, int]) -> Iterator[None]:
         dispatcher.get_current_device = real
 
 
-def kernel_ptx(variant: CudaVariant, cc: tuple[int, int]) -> str:
-    """The PTX of ``variant``'s kernel compiled by NVVM for compute capability ``cc``."""
-    from numba import cuda
+def kernel_ptx(variant: CudaVariant, ccs: tuple[tuple[int, int], ...]) -> dict[tuple[int, int], str]:
+    """The PTX of ``variant``'s kernel compiled by NVVM for each compute capability of ``ccs``.
 
-    with _compute_capability(cc):
-        ptx, _ = cuda.compile_ptx(variant.kernel.py_func, variant.signature, cc=cc)
-    return ptx
+    The steps of numba.cuda.compile_ptx (numba-cuda 0.30: compiler.compile), with Numba's typing and
+    lowering, which take most of the time and give the same LLVM IR for every cc from 6.0 on, done
+    once; NVVM then generates the PTX of each cc."""
+    from numba.cuda.compiler import _compile_pyfunc_with_fixup
+
+    with _compute_capability(min(ccs)):
+        library, _ = _compile_pyfunc_with_fixup(variant.kernel.py_func, variant.signature, debug=False,
+                                                device=False, cc=min(ccs), opt=True, abi="numba")
+    found = {}
+    for cc in ccs:
+        (found[cc],) = library.get_asm_strs(cc=cc)  # one kernel, one PTX module
+    return found
 
 
 def assemble(ptx: str, cc: tuple[int, int]) -> dict[str, int]:
@@ -175,25 +184,39 @@ def instruction_counts(ptx: str) -> dict[str, int]:
     return {name: len(re.findall(pattern, ptx)) for name, pattern in _COUNTED.items()}
 
 
-def report(variant: CudaVariant, cc: tuple[int, int]) -> KernelReport:
-    """Compile and assemble ``variant`` for ``cc``."""
-    ptx = kernel_ptx(variant, cc)
-    return KernelReport(variant.label, f"{variant.op}/{variant.name}", variant.variant, variant.kind,
-                        f"sm_{cc[0]}{cc[1]}", **assemble(ptx, cc), counts=instruction_counts(ptx))
+def arch(cc: tuple[int, int]) -> str:
+    """The ptxas architecture name of a compute capability: (9, 0) -> "sm_90"."""
+    return f"sm_{cc[0]}{cc[1]}"
 
 
-def reports(cc: tuple[int, int], variants: list[CudaVariant] | None = None,
-            progress: Callable[[int, int, CudaVariant], None] | None = None) -> list[KernelReport]:
-    """report() of every variant (default: all of cuda_variants()); ``progress(i, total, variant)``
-    is called before each."""
+def parse_arch(name: str) -> tuple[int, int]:
+    """The compute capability of an architecture name: "sm_90", "90", "9.0" -> (9, 0)."""
+    m = re.fullmatch(r"(?:sm_?)?(\d)\.?(\d)", name.strip().lower())
+    if not m:
+        raise ValueError(f"an architecture is written sm_90, 90 or 9.0, got {name!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _report(variant: CudaVariant, cc: tuple[int, int], ptx: str) -> KernelReport:
+    return KernelReport(variant.label, f"{variant.op}/{variant.name}", variant.variant, variant.kind, arch(cc),
+                        **assemble(ptx, cc), counts=instruction_counts(ptx))
+
+
+def reports(ccs: tuple[tuple[int, int], ...], variants: list[CudaVariant] | None = None,
+            progress: Callable[[int, int, CudaVariant], None] | None = None) -> dict[str, list[KernelReport]]:
+    """The KernelReport of every variant (default: all of cuda_variants()) for each compute capability
+    of ``ccs``, by architecture name; ``progress(i, total, variant)`` is called before each variant.
+    ptxas runs on a second thread while the next kernel compiles."""
     toolchain()
-    chosen = cuda_variants() if variants is None else variants
-    found = []
-    for i, variant in enumerate(chosen):
-        if progress is not None:
-            progress(i, len(chosen), variant)
-        found.append(report(variant, cc))
-    return found
+    chosen = cuda_variants() if variants is None else list(variants)
+    pending: dict[str, list[Future[KernelReport]]] = {arch(cc): [] for cc in ccs}
+    with ThreadPoolExecutor(2, thread_name_prefix="gpudnn-ptxas") as pool:
+        for i, variant in enumerate(chosen):
+            if progress is not None:
+                progress(i, len(chosen), variant)
+            for cc, ptx in kernel_ptx(variant, ccs).items():
+                pending[arch(cc)].append(pool.submit(_report, variant, cc, ptx))
+        return {name: [f.result() for f in futures] for name, futures in pending.items()}
 
 
 def problems(r: KernelReport) -> list[str]:
@@ -227,3 +250,25 @@ def table(found: list[KernelReport]) -> str:
                      f"{f64:>4} {r.counts['atomics']:>4} {r.counts['vector_loads']:>4}  "
                      f"{'; '.join(problems(r)) or 'ok'}")
     return "\n".join(lines)
+
+
+def report_json(found: list[KernelReport], path: str | Path) -> None:
+    """Write the reports of one architecture with the rules and the toolchain, atomically."""
+    import json
+
+    import numba_cuda
+
+    payload = {
+        "arch": found[0].arch if found else None,
+        "toolchain": {"cuda": toolchain().release, "numba_cuda": numba_cuda.__version__,
+                      "ptxas": "ptxas -c -v (relocatable, as nvJitLink links at run time)"},
+        "register_bounds": REGISTER_BOUNDS,
+        "float64_allowed": FLOAT64_ALLOWED,
+        "kernels": [r.as_dict() for r in found],
+        "problems": {r.label: problems(r) for r in found if problems(r)},
+    }
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(target.name + ".tmp")
+    temporary.write_text(json.dumps(payload, indent=1) + "\n")
+    os.replace(temporary, target)

@@ -189,6 +189,8 @@ def cuda_variants(ops: Iterable[str] | None = None) -> list[CudaVariant]:
 
     names = list(OP_MODULES) if ops is None else list(ops)
     missing = [name for name in names if name not in _CALLS]
+    if missing and ops is None:
+        raise RuntimeError(f"ops without an entry in kernels.variants._CALLS: {missing}")
     if missing:
         raise ValueError(f"ops must be among {sorted(_CALLS)}, got {missing}")
     seen: set[tuple[int, tuple[Any, ...]]] = set()

@@ -95,9 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(run=autoencoder_job)
 
     bn = sub.add_parser("bench", help="benchmarks against NumPy/PyTorch/scikit-learn (from a source checkout)")
-    bn.add_argument("suite", choices=("kernels", "mlp", "pca", "all"), nargs="?", default="kernels")
+    bn.add_argument("suite", choices=("kernels", "mlp", "pca", "all", "ptx"), nargs="?", default="kernels",
+                    help="ptx: every CUDA kernel through NVVM and ptxas (registers, spills, instructions; no GPU)")
     bn.add_argument("--quick", action="store_true", help="small shapes, a smoke run")
-    bn.add_argument("--json", default=None, help="also write the results to this JSON file")
+    bn.add_argument("--json", default=None, help="also write the results to this JSON file (ptx: one per "
+                    "architecture, '{arch}' in the name stands for it)")
+    bn.add_argument("--arch", default="sm_90,sm_80", help="ptx: architectures to compile for (default sm_90,sm_80)")
     bn.set_defaults(run=bench_job)
     return parser
 
