@@ -27,7 +27,7 @@ def bench_job(*, suite: str = "kernels", quick: bool = False, json: str | None =
 
 def ptx_table(arch: str, json: str | None) -> None:
     """Compile every CUDA kernel for each architecture of ``arch`` ("sm_90,sm_80"), print each one's
-    table and, with ``json``, write it ('{arch}' in the path stands for the architecture). Raises
+    table and, with ``json``, write it ('{arch}' in the path stands for the architecture, as sm90). Raises
     RuntimeError when a kernel breaks the rules of gpudnn.kernels.ptx."""
     from gpudnn.kernels import ptx
     from gpudnn.kernels.variants import cuda_variants
@@ -57,7 +57,7 @@ def ptx_table(arch: str, json: str | None) -> None:
         print(ptx.table(reports))
         broken += sum(1 for r in reports if ptx.problems(r))
         if json:
-            path = json.replace("{arch}", name)
+            path = json.replace("{arch}", name.replace("_", ""))
             ptx.report_json(reports, path)
             print(f"results written to {path}")
     if broken:

@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ptx: every CUDA kernel through NVVM and ptxas (registers, spills, instructions; no GPU)")
     bn.add_argument("--quick", action="store_true", help="small shapes, a smoke run")
     bn.add_argument("--json", default=None, help="also write the results to this JSON file (ptx: one per "
-                    "architecture, '{arch}' in the name stands for it)")
+                    "architecture, '{arch}' in the name stands for it: sm90)")
     bn.add_argument("--arch", default="sm_90,sm_80", help="ptx: architectures to compile for (default sm_90,sm_80)")
     bn.set_defaults(run=bench_job)
     return parser
