@@ -203,9 +203,17 @@ def parse_arch(name: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def static_shared_bytes(ptx: str) -> int:
+    """Bytes of the ``.shared`` arrays the PTX declares. Relocatable code (ptxas -c) declares a kernel's
+    static shared arrays at module scope, so ptxas's per-kernel "bytes smem" leaves them out."""
+    return sum(int(size) for size in re.findall(r"^\s*(?:\.visible\s+)?\.shared\s+[^\n\[]*\[(\d+)\]", ptx, re.M))
+
+
 def _report(variant: CudaVariant, cc: tuple[int, int], ptx: str) -> KernelReport:
+    figures = assemble(ptx, cc)
+    figures["shared_bytes"] = max(figures["shared_bytes"], static_shared_bytes(ptx))
     return KernelReport(variant.label, f"{variant.op}/{variant.name}", variant.variant, variant.kind, arch(cc),
-                        **assemble(ptx, cc), counts=instruction_counts(ptx))
+                        **figures, counts=instruction_counts(ptx))
 
 
 def reports(ccs: tuple[tuple[int, int], ...], variants: list[CudaVariant] | None = None,

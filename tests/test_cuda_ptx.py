@@ -64,6 +64,8 @@ def test_every_kernel_holds_the_rules(compiled: dict, arch: str) -> None:
         assert k["registers"] <= bound == k["register_bound"], k["label"]
         assert k["counts"]["div_rem_64"] == 0, k["label"]
         assert k["counts"]["cas"] == 0, k["label"]
+        if k["kind"] == "row":  # a (2, threads) shared array for the block reductions
+            assert k["shared_bytes"] >= 2 * 32 * 4, k["label"]
     assert compiled["_rc"] == 0
 
 
@@ -93,6 +95,8 @@ def test_the_counts_see_what_the_rules_forbid() -> None:
         ld.global.v4.f32 {%f1, %f2, %f3, %f4}, [%rd7];
     """
     counts = ptx.instruction_counts(sample)
+    assert ptx.static_shared_bytes(".visible .shared .align 4 .b8 _cudapy_smem_1[256];\n"
+                                   ".shared .align 8 .b8 _cudapy_smem_2[1024];\n") == 1280
     assert counts["div_rem_64"] == 2
     assert counts["f64_ops"] == 1 and counts["cvt_f64"] == 1
     assert counts["atomics"] == 2 and counts["cas"] == 1
