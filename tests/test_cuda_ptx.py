@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from gpudnn.kernels import ptx
+
 from tests.support import SIMULATOR
 
 ROOT = Path(__file__).resolve().parents[1]
