@@ -15,11 +15,12 @@ In place. An op may write its output over its input (``out=x``). Each side has o
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple, TypeVar
 
@@ -115,7 +116,7 @@ def three_ways(name: str, plan: Callable[..., P], ref: Callable[[P], Any], cpu: 
         return "NumPy arrays (use the cuda kernels for device arrays)" if is_device_array(a) else None
 
     def device_only(a: Any) -> str | None:
-        if isinstance(a, np.ndarray) and not simulator_enabled():
+        if isinstance(a, np.ndarray) and not simulator_enabled() and _RECORDING is None:
             return "CuPy arrays on a GPU (use the cpu kernels for NumPy arrays)"
         return None
 
@@ -264,10 +265,41 @@ def current_stream():
     return _external_stream(ptr) if ptr else 0
 
 
+class Launch(NamedTuple):
+    """A kernel launch as recorded by recording_launches: the numba.cuda kernel, its grid and block,
+    and the arguments it was given."""
+
+    kernel: Any
+    grid: Any
+    block: Any
+    args: tuple[Any, ...]
+
+
+_RECORDING: list[Launch] | None = None
+
+
+@contextlib.contextmanager
+def recording_launches() -> Iterator[list[Launch]]:
+    """Within this block the cuda ops take NumPy arrays and, instead of launching, append each launch
+    they would make to the list yielded (nothing runs, outputs stay as they are). This is how the
+    kernels and argument types an op launches are enumerated without a GPU (see variants)."""
+    global _RECORDING
+    if simulator_enabled():
+        raise RuntimeError("recording_launches needs the real numba.cuda (NUMBA_ENABLE_CUDASIM is set)")
+    outer, _RECORDING = _RECORDING, []
+    try:
+        yield _RECORDING
+    finally:
+        _RECORDING = outer
+
+
 def launch(kernel: Any, grid: Any, block: Any, *args: Any) -> None:
     """``kernel[grid, block, stream](*args)`` on CuPy's current stream, device arrays passed
     through cuda_args. Outputs that may be their inputs come after them in ``args`` (see the module
     docstring)."""
+    if _RECORDING is not None:
+        _RECORDING.append(Launch(kernel, grid, block, args))
+        return
     LAUNCHES["cuda"] += 1
     if simulator_enabled():
         _one_shared_array_per_block()
@@ -307,25 +339,46 @@ def _one_shared_array_per_block() -> None:
     FakeCUDAShared.array = array
 
 
-def grid_1d(n: int, block: int = CUDA_BLOCK) -> tuple[int, int]:
-    """(blocks, threads) for a grid-stride loop over ``n`` items.
+def power_of_2_at_least(k: int, cap: int) -> int:
+    """The smallest power of 2 >= ``k`` (and >= 1), at most ``cap`` (a power of 2)."""
+    return min(1 << max(k - 1, 0).bit_length(), cap)
+
+
+def grid_1d(n: int, block: int = CUDA_BLOCK) -> tuple[int, int, int]:
+    """(blocks, threads, shift) for a grid-stride loop over ``n`` items on blocks * threads = 2**shift
+    threads (a power of 2, see _indexing).
 
     The simulator runs every thread as Python code, so there a single small block walks the
     whole range through the stride loop; on a GPU the grid is capped at a few waves of blocks.
     """
     if simulator_enabled():
-        return 2, 32
-    blocks = max(1, min((n + block - 1) // block, 4096))
-    return blocks, block
+        return 2, 32, 6
+    blocks = power_of_2_at_least((n + block - 1) // block, 4096)
+    return blocks, block, (blocks * block).bit_length() - 1
 
 
-def row_launch(n: int, k: int) -> tuple[int, int]:
-    """(blocks, threads) of a block-per-row kernel over ``n`` rows of ``k`` (a single warp for short
-    rows), rows strided over the grid. The simulator runs every thread as a Python thread."""
+def grid_2d(n: int, m: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """(grid, block, (column_shift, row_shift)) of an elementwise kernel over an (n, m) array: blocks of
+    256 threads, at most 32 of them along a row (a warp reads adjacent elements of one or more rows),
+    a grid that spans 2**column_shift threads along the columns and 2**row_shift along the rows, both
+    powers of 2 (see _indexing), at most 4096 blocks. Under the simulator, 2 x 2 blocks of 32 threads."""
+    sim = simulator_enabled()
+    tx = power_of_2_at_least(m, 8 if sim else 32)
+    ty = (32 if sim else CUDA_BLOCK) // tx
+    gx = 2 if sim else power_of_2_at_least((m + tx - 1) // tx, 1024)
+    gy = 2 if sim else power_of_2_at_least((n + ty - 1) // ty, 4096 // gx)
+    return (gx, gy), (tx, ty), ((gx * tx).bit_length() - 1, (gy * ty).bit_length() - 1)
+
+
+def row_launch(n: int, k: int) -> tuple[int, int, int]:
+    """(blocks, threads, row_shift) of a block-per-row kernel over ``n`` rows of ``k`` (a single warp
+    for short rows), rows strided over a grid of blocks = 2**row_shift (see _indexing). The simulator
+    runs every thread as a Python thread."""
     if simulator_enabled():
-        return 2, 32
+        return 2, 32, 1
     threads = 32 if k <= 64 else 128 if k <= 2048 else 256
-    return min(n, 4096), threads
+    blocks = power_of_2_at_least(n, 4096)
+    return blocks, threads, blocks.bit_length() - 1
 
 
 def column_tile() -> tuple[int, int]:
@@ -339,20 +392,23 @@ ROWS_PER_THREAD = 32  # column-strip kernels: a block covers ~256 rows of its st
 
 
 def column_grid(n: int, m: int, tile: tuple[int, int]) -> tuple[int, int]:
-    """Blocks along (columns, rows) for an (n, m) array. Under the simulator 2 x 2 blocks walk
-    everything by grid-stride."""
+    """Blocks along (columns, rows) for an (n, m) array, powers of 2 (see _indexing). Under the
+    simulator 2 x 2 blocks walk everything by grid-stride."""
     if simulator_enabled():
         return 2, 2
-    strips = min((m + tile[0] - 1) // tile[0], 65535)
-    chunks = min((n + tile[1] * ROWS_PER_THREAD - 1) // (tile[1] * ROWS_PER_THREAD), 65535)
-    return max(strips, 1), max(chunks, 1)
+    strips = power_of_2_at_least((m + tile[0] - 1) // tile[0], 32768)
+    chunks = power_of_2_at_least((n + tile[1] * ROWS_PER_THREAD - 1) // (tile[1] * ROWS_PER_THREAD), 32768)
+    return strips, chunks
 
 
-def column_launch(n: int, m: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(grid, block) of a column-strip kernel over an (n, m) array: column_grid of column_tile. The
-    grid has at least one block row even when n == 0, so the row-0 threads of each strip exist."""
+def column_launch(n: int, m: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """(grid, block, (column_shift, row_shift)) of a column-strip kernel over an (n, m) array:
+    column_grid of column_tile; the grid spans 2**column_shift threads along the columns and
+    2**row_shift along the rows, the kernel's first two arguments. The grid has at least one block
+    row even when n == 0, so the row-0 threads of each strip exist."""
     tile = column_tile()
-    return column_grid(n, m, tile), tile
+    grid = column_grid(n, m, tile)
+    return grid, tile, ((grid[0] * tile[0]).bit_length() - 1, (grid[1] * tile[1]).bit_length() - 1)
 
 
 def device_jit():

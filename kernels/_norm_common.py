@@ -16,6 +16,7 @@ import numpy as np
 from numba import cuda
 
 from . import _common as c
+from ._indexing import strided
 from ._reductions import column_adder
 
 # --------------------------------------------------------------------------- validation
@@ -105,36 +106,40 @@ def zero_parameter_grads(p: BackwardPlan) -> tuple[Any, Any, Any]:
 
 @functools.cache
 def _dgamma_dbeta_kernel(dtype: np.dtype, tile: tuple[int, int], stats_per_row: bool) -> Any:
-    """Column-strip kernel ``(dy, x, mean, rstd, acc)``: acc[0] += dgamma, acc[1] += dbeta. A (TX, TY)
-    block walks strips of TX columns (a warp reads 32 adjacent columns of one row: coalesced), its
-    thread rows TY rows apart. xhat_ij = (x_ij - mean_i) rstd_i per element with row statistics; with
-    column statistics each thread sums dy_ij (x_ij - mean_j) and multiplies by rstd_j once."""
+    """Column-strip kernel ``(column_shift, row_shift, dy, x, mean, rstd, acc)``: acc[0] += dgamma,
+    acc[1] += dbeta. A (TX, TY) block walks strips of TX columns (a warp reads 32 adjacent columns of one
+    row: coalesced), its thread rows TY rows apart. xhat_ij = (x_ij - mean_i) rstd_i per element with row
+    statistics; with column statistics each thread sums dy_ij (x_ij - mean_j) and multiplies by rstd_j once."""
     F = dtype.type
     ZERO = F(0)
     TX, TY = tile
     column_add = column_adder(TY)
 
     @cuda.jit
-    def dgamma_dbeta(dy, x, mean, rstd, acc):
+    def dgamma_dbeta(column_shift, row_shift, dy, x, mean, rstd, acc):
         partial = cuda.shared.array((TY, TX), F)
         n, m = x.shape
-        for j0 in range(cuda.blockIdx.x * TX, m, cuda.gridDim.x * TX):
+        j0, column_step, columns = strided(cuda.blockIdx.x * TX, m, column_shift)
+        while j0 < columns:
             j = j0 + cuda.threadIdx.x
             dg = ZERO
             db = ZERO
-            if j < m:
+            if j < columns:
                 mu = ZERO if stats_per_row else mean[j]
-                for i in range(cuda.blockIdx.y * TY + cuda.threadIdx.y, n, cuda.gridDim.y * TY):
+                i, row_step, rows = strided(cuda.blockIdx.y * TY + cuda.threadIdx.y, n, row_shift)
+                while i < rows:
                     d = dy[i, j]
                     db += d
                     if stats_per_row:
                         dg += d * ((x[i, j] - mean[i]) * rstd[i])
                     else:
                         dg += d * (x[i, j] - mu)
+                    i += row_step
                 if not stats_per_row:
                     dg *= rstd[j]
-            column_add(partial, dg, j < m, acc, (0, j))
-            column_add(partial, db, j < m, acc, (1, j))
+            column_add(partial, dg, j < columns, acc, (0, j))
+            column_add(partial, db, j < columns, acc, (1, j))
+            j0 += column_step
 
     return dgamma_dbeta
 
@@ -147,8 +152,9 @@ def cuda_backward(launch_dx: Callable[[BackwardPlan, Any], None], stats_per_row:
     if p.dy.size == 0:
         return zero_parameter_grads(p)
     acc = c.array_module(p.dy).zeros((2, p.dy.shape[1]), p.dy.dtype)
-    grid, tile = c.column_launch(*p.dy.shape)
+    grid, tile, shifts = c.column_launch(*p.dy.shape)
     # Column sums first: with dx_out=dy the dx kernel writes over dy.
-    c.launch(_dgamma_dbeta_kernel(p.dy.dtype, tile, stats_per_row), grid, tile, p.dy, p.x, p.mean, p.rstd, acc)
+    c.launch(_dgamma_dbeta_kernel(p.dy.dtype, tile, stats_per_row), grid, tile, *shifts, p.dy, p.x, p.mean,
+             p.rstd, acc)
     launch_dx(p, acc)
     return results(p)

@@ -40,6 +40,7 @@ import numpy as np
 from numba import cuda, njit
 
 from . import _common as c
+from ._indexing import strided
 from ._norm_common import (
     BackwardPlan,
     ForwardPlan,
@@ -226,7 +227,8 @@ def _backward_cpu(p: BackwardPlan) -> tuple[Any, Any, Any]:
 
 
 class _TileKernels(NamedTuple):
-    """Column-strip kernels: a block (TX, TY) walks strips of TX columns, its thread rows TY rows apart."""
+    """Column-strip kernels: a block (TX, TY) walks strips of TX columns, its thread rows TY rows apart.
+    Each takes (column_shift, row_shift) of _common.column_launch first, then the arguments below."""
     batch_norm_stats: Any  # (x, inv_n, acc, second)
     # (x, gamma, beta, acc, inv_n, eps, training, update, momentum, unbias, r_mean, r_var, mean, rstd, out)
     batch_norm: Any
@@ -242,33 +244,38 @@ def _tile_kernels(dtype: np.dtype, tile: tuple[int, int]) -> _TileKernels:
     column_add = column_adder(TY)
 
     @cuda.jit
-    def batch_norm_stats(x, inv_n, acc, second):
+    def batch_norm_stats(column_shift, row_shift, x, inv_n, acc, second):
         # First call: acc[0, j] = sum_i (x_ij - s_j) with s_j = x_0j. Second: acc[1, j] = sum_i (x_ij - s_j - c_j)^2
         # with c_j = acc[0, j] / n, and acc[2, j] = s_j (the normalize kernel may write over x's row 0).
         partial = cuda.shared.array((TY, TX), F)
         n, m = x.shape
         i0 = cuda.blockIdx.y * TY + cuda.threadIdx.y
-        for j0 in range(cuda.blockIdx.x * TX, m, cuda.gridDim.x * TX):
+        j0, column_step, columns = strided(cuda.blockIdx.x * TX, m, column_shift)
+        while j0 < columns:
             j = j0 + cuda.threadIdx.x
             total = ZERO
-            if j < m:
+            if j < columns:
                 s = x[0, j]
                 cen = acc[0, j] * inv_n if second else ZERO
-                for i in range(i0, n, cuda.gridDim.y * TY):
+                i, row_step, rows = strided(i0, n, row_shift)
+                while i < rows:
                     d = x[i, j] - s - cen
                     total += d * d if second else d
+                    i += row_step
                 if second and i0 == 0:
                     acc[2, j] = s
-            column_add(partial, total, j < m, acc, (1 if second else 0, j))
+            column_add(partial, total, j < columns, acc, (1 if second else 0, j))
+            j0 += column_step
 
     @cuda.jit
-    def batch_norm(x, gamma, beta, acc, inv_n, eps, training, update, momentum, unbias, r_mean, r_var,
-                   mean, rstd, out):
+    def batch_norm(column_shift, row_shift, x, gamma, beta, acc, inv_n, eps, training, update, momentum, unbias,
+                   r_mean, r_var, mean, rstd, out):
         n, m = x.shape
         i0 = cuda.blockIdx.y * TY + cuda.threadIdx.y
-        for j0 in range(cuda.blockIdx.x * TX, m, cuda.gridDim.x * TX):
+        j0, column_step, columns = strided(cuda.blockIdx.x * TX, m, column_shift)
+        while j0 < columns:
             j = j0 + cuda.threadIdx.x
-            if j < m:
+            if j < columns:
                 if training:
                     s, cen, var = acc[2, j], acc[0, j] * inv_n, acc[1, j] * inv_n
                 else:
@@ -281,25 +288,32 @@ def _tile_kernels(dtype: np.dtype, tile: tuple[int, int]) -> _TileKernels:
                     if update:
                         r_mean[j] = (ONE - momentum) * r_mean[j] + momentum * (s + cen)
                         r_var[j] = (ONE - momentum) * r_var[j] + momentum * var * unbias
-                for i in range(i0, n, cuda.gridDim.y * TY):
+                i, row_step, rows = strided(i0, n, row_shift)
+                while i < rows:
                     out[i, j] = (x[i, j] - s - cen) * scale + shift
+                    i += row_step
 
+            j0 += column_step
     @cuda.jit
-    def batch_norm_backward(dy, x, gamma, mean, rstd, acc, inv_n, dx, dgamma, dbeta):
+    def batch_norm_backward(column_shift, row_shift, dy, x, gamma, mean, rstd, acc, inv_n, dx, dgamma, dbeta):
         n, m = x.shape
         i0 = cuda.blockIdx.y * TY + cuda.threadIdx.y
-        for j0 in range(cuda.blockIdx.x * TX, m, cuda.gridDim.x * TX):
+        j0, column_step, columns = strided(cuda.blockIdx.x * TX, m, column_shift)
+        while j0 < columns:
             j = j0 + cuda.threadIdx.x
-            if j < m:
+            if j < columns:
                 mu, r = mean[j], rstd[j]
                 # dx = k (dy - a - (x - mean) b), k = gamma rstd, a = dbeta / n, b = dgamma rstd / n
                 k, a, b = gamma[j] * r, acc[1, j] * inv_n, acc[0, j] * r * inv_n
                 if i0 == 0:
                     dbeta[j] = acc[1, j]
                     dgamma[j] = acc[0, j]
-                for i in range(i0, n, cuda.gridDim.y * TY):
+                i, row_step, rows = strided(i0, n, row_shift)
+                while i < rows:
                     dx[i, j] = k * (dy[i, j] - a - (x[i, j] - mu) * b)
+                    i += row_step
 
+            j0 += column_step
     return _TileKernels(batch_norm_stats, batch_norm, batch_norm_backward)
 
 
@@ -309,7 +323,7 @@ def _cuda(p: _Plan) -> tuple[Any, Any, Any]:
     if m == 0:
         return results(q)
     F, xp = q.x.dtype.type, c.array_module(q.x)
-    grid, tile = c.column_launch(n, m)
+    grid, tile, shifts = c.column_launch(n, m)
     kernels = _tile_kernels(q.x.dtype, tile)
     acc = xp.zeros((3, m), q.x.dtype) if p.training else xp.empty((3, m), q.x.dtype)
     update = p.running_mean is not None
@@ -318,8 +332,8 @@ def _cuda(p: _Plan) -> tuple[Any, Any, Any]:
     inv_n = F(1 / max(n, 1))
     if p.training:
         for second in (False, True):
-            c.launch(kernels.batch_norm_stats, grid, tile, q.x, inv_n, acc, second)
-    c.launch(kernels.batch_norm, grid, tile, q.x, q.gamma, q.beta, acc, inv_n, F(q.eps), p.training,
+            c.launch(kernels.batch_norm_stats, grid, tile, *shifts, q.x, inv_n, acc, second)
+    c.launch(kernels.batch_norm, grid, tile, *shifts, q.x, q.gamma, q.beta, acc, inv_n, F(q.eps), p.training,
              update and p.training, F(p.momentum), F(n / max(n - 1, 1)), running_mean, running_var, q.mean, q.rstd,
              q.out)
     return results(q)
@@ -327,9 +341,9 @@ def _cuda(p: _Plan) -> tuple[Any, Any, Any]:
 
 def _launch_dx(p: BackwardPlan, acc: Any) -> None:
     """batch_norm_backward's last kernel (see _norm_common.cuda_backward), column strips."""
-    grid, tile = c.column_launch(*p.dy.shape)
-    c.launch(_tile_kernels(p.dy.dtype, tile).batch_norm_backward, grid, tile, p.dy, p.x, p.gamma, p.mean, p.rstd, acc,
-             p.dy.dtype.type(1 / p.dy.shape[0]), p.dx, p.dgamma, p.dbeta)
+    grid, tile, shifts = c.column_launch(*p.dy.shape)
+    c.launch(_tile_kernels(p.dy.dtype, tile).batch_norm_backward, grid, tile, *shifts, p.dy, p.x, p.gamma, p.mean,
+             p.rstd, acc, p.dy.dtype.type(1 / p.dy.shape[0]), p.dx, p.dgamma, p.dbeta)
 
 
 def _backward_cuda(p: BackwardPlan) -> tuple[Any, Any, Any]:

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from numba import cuda, njit
 
 from . import _common as c
+from ._indexing import strided
 from .activations import activation_code, cpu_scalars, cuda_scalars, forward_ref
 
 OPS = c.OpTable()
@@ -54,11 +55,11 @@ def _ref(p: _Plan) -> Any:
     return p.out
 
 
-def _arguments(p: _Plan) -> tuple[Any, ...]:
-    """The kernels' arguments ``(x, b, alpha, z, y)``: zeros for no bias; without z_out, y in z's
-    place too (z is then not written). y comes last, after every array it may be (in place)."""
+def _arguments(p: _Plan, *shifts: int) -> tuple[Any, ...]:
+    """The kernels' arguments ``(x, b, alpha, *shifts, z, y)``: zeros for no bias; without z_out, y in
+    z's place too (z is then not written). y comes last, after every array it may be (in place)."""
     b = c.array_module(p.x).zeros(p.x.shape[1], dtype=p.x.dtype) if p.b is None else p.b
-    return p.x, b, p.alpha, p.out if p.z_out is None else p.z_out, p.out
+    return p.x, b, p.alpha, *shifts, p.out if p.z_out is None else p.z_out, p.out
 
 
 # --------------------------------------------------------------------------- CPU
@@ -97,15 +98,21 @@ def _cuda_kernel(code: int, dtype: Any, keep_z: bool):
     f = cuda_scalars(dtype)[0][code]
 
     @cuda.jit
-    def kernel(x, b, alpha, z, y):
+    def kernel(x, b, alpha, column_shift, row_shift, z, y):
+        # a 2-D grid of 2**column_shift x 2**row_shift threads strides over columns and rows (see _indexing)
         n, m = x.shape
-        for k in range(cuda.grid(1), n * m, cuda.gridsize(1)):
-            i = k // m
-            j = k - i * m
-            v = x[i, j] + b[j]
-            if keep_z:
-                z[i, j] = v
-            y[i, j] = f(v, alpha)
+        column, row = cuda.grid(2)
+        j0, column_step, columns = strided(column, m, column_shift)
+        i, row_step, rows = strided(row, n, row_shift)
+        while i < rows:
+            j = j0
+            while j < columns:
+                v = x[i, j] + b[j]
+                if keep_z:
+                    z[i, j] = v
+                y[i, j] = f(v, alpha)
+                j += column_step
+            i += row_step
 
     return kernel
 
@@ -114,7 +121,8 @@ def _cuda(p: _Plan) -> Any:
     if p.x.size:
         keep_z = p.z_out is not None
         kernel = _cuda_kernel(p.code, p.x.dtype, keep_z)
-        c.launch(kernel, *c.grid_1d(p.x.size), *_arguments(p))
+        grid, block, shifts = c.grid_2d(*p.x.shape)
+        c.launch(kernel, grid, block, *_arguments(p, *shifts))
     return p.out
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from numba import cuda, float64, njit
 
 from . import _common as c
+from ._indexing import strided
 from ._reductions import column_adder
 from .activations import (
     FROM_OUTPUT,
@@ -133,20 +134,24 @@ def _cuda_kernel(code: int, from_output: bool, dtype: Any, tile: tuple[int, int]
     column_add = column_adder(TY)
 
     @cuda.jit
-    def kernel(dy, saved, alpha, dz, db):
+    def kernel(column_shift, row_shift, dy, saved, alpha, dz, db):
         # Block (bx, by) walks column strips bx, bx + gridDim.x, ... and, in each, the rows
         # by*TY + ty, by*TY + ty + gridDim.y*TY, ...
         n, m = dy.shape
         partials = cuda.shared.array((TY, TX), float64)
-        for j0 in range(cuda.blockIdx.x * TX, m, cuda.gridDim.x * TX):
+        j0, column_step, columns = strided(cuda.blockIdx.x * TX, m, column_shift)
+        while j0 < columns:
             j = j0 + cuda.threadIdx.x
             acc = 0.0
-            if j < m:
-                for i in range(cuda.blockIdx.y * TY + cuda.threadIdx.y, n, cuda.gridDim.y * TY):
+            if j < columns:
+                i, row_step, rows = strided(cuda.blockIdx.y * TY + cuda.threadIdx.y, n, row_shift)
+                while i < rows:
                     g = dy[i, j] * fprime(saved[i, j], alpha)
                     dz[i, j] = g
                     acc += g
-            column_add(partials, acc, j < m, db, j)
+                    i += row_step
+            column_add(partials, acc, j < columns, db, j)
+            j0 += column_step
 
     return kernel
 
@@ -154,8 +159,9 @@ def _cuda_kernel(code: int, from_output: bool, dtype: Any, tile: tuple[int, int]
 def _cuda(p: _Plan) -> tuple[Any, Any]:
     p.db.fill(0)  # the kernel adds into db atomically
     if p.dy.size:
-        grid, tile = c.column_launch(*p.dy.shape)
-        c.launch(_cuda_kernel(p.code, p.from_output, p.dy.dtype, tile), grid, tile, p.dy, p.saved, p.alpha, p.dz, p.db)
+        grid, tile, shifts = c.column_launch(*p.dy.shape)
+        c.launch(_cuda_kernel(p.code, p.from_output, p.dy.dtype, tile), grid, tile, *shifts, p.dy, p.saved, p.alpha,
+                 p.dz, p.db)
     return p.dz, p.db
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from numba import cuda, njit
 
 from . import _common as c
+from ._indexing import grid_stride
 
 OPS = c.OpTable()
 
@@ -145,10 +146,12 @@ def _cuda_kernel():
         keep = _build_keep(cuda.jit(device=True), np.uint64)
 
     @cuda.jit
-    def kernel(x, seed, threshold, scale, y):
+    def kernel(x, seed, threshold, scale, shift, y):
         zero = scale - scale
-        for k in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        k, step, n = grid_stride(x.size, shift)  # see _indexing
+        while k < n:
             y[k] = x[k] * (scale if keep(seed, k, threshold) else zero)
+            k += step
 
     return kernel
 
@@ -157,7 +160,8 @@ def _cuda(p: _Plan) -> Any:
     if p.x.size:
         # Python ints under the simulator (exact, masked to 64 bits); uint64 scalars on a GPU.
         u64 = int if c.simulator_enabled() else np.uint64
-        c.launch(_cuda_kernel(), *c.grid_1d(p.x.size), p.x.reshape(-1), u64(p.seed), u64(p.threshold), p.scale,
+        blocks, threads, shift = c.grid_1d(p.x.size)
+        c.launch(_cuda_kernel(), blocks, threads, p.x.reshape(-1), u64(p.seed), u64(p.threshold), p.scale, shift,
                  p.out.reshape(-1))
     return p.out
 

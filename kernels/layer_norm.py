@@ -37,6 +37,7 @@ import numpy as np
 from numba import cuda, njit
 
 from . import _common as c
+from ._indexing import grid_stride, strided
 from ._norm_common import (
     BackwardPlan,
     ForwardPlan,
@@ -186,9 +187,9 @@ def _backward_cpu(p: BackwardPlan) -> tuple[Any, Any, Any]:
 
 
 class _RowKernels(NamedTuple):
-    """Block-per-row kernels, rows grid-stride."""
-    layer_norm: Any  # (x, gamma, beta, eps, inv_m, out, mean, rstd)
-    layer_norm_backward: Any  # (dy, x, gamma, mean, rstd, inv_m, acc, dx, dgamma, dbeta)
+    """Block-per-row kernels, rows grid-stride over 2**row_shift blocks (see _indexing)."""
+    layer_norm: Any  # (row_shift, x, gamma, beta, eps, inv_m, out, mean, rstd)
+    layer_norm_backward: Any  # (row_shift, dy, x, gamma, mean, rstd, inv_m, acc, dx, dgamma, dbeta)
 
 
 @functools.cache
@@ -197,50 +198,65 @@ def _row_kernels(dtype: np.dtype, threads: int) -> _RowKernels:
     F = dtype.type
     ZERO, ONE = F(0), F(1)
     block_sums = block_reducer(threads)
+    thread_shift = threads.bit_length() - 1
 
     @cuda.jit
-    def layer_norm(x, gamma, beta, eps, inv_m, out, mean, rstd):
+    def layer_norm(row_shift, x, gamma, beta, eps, inv_m, out, mean, rstd):
         shared = cuda.shared.array((2, threads), F)
-        n, m = x.shape
-        tid = cuda.threadIdx.x
-        for i in range(cuda.blockIdx.x, n, cuda.gridDim.x):
+        first, step, m = strided(cuda.threadIdx.x, x.shape[1], thread_shift)
+        i, row_step, n = strided(cuda.blockIdx.x, x.shape[0], row_shift)
+        while i < n:
             s = x[i, 0]  # shift: sums of x - s keep float32 accuracy under a large common offset
             total = ZERO
-            for j in range(tid, m, threads):
+            j = first
+            while j < m:
                 total += x[i, j] - s
+                j += step
             cen = block_sums(shared, total, ZERO, False)[0] * inv_m
             total = ZERO
-            for j in range(tid, m, threads):
+            j = first
+            while j < m:
                 d = x[i, j] - s - cen
                 total += d * d
+                j += step
             r = ONE / math.sqrt(block_sums(shared, total, ZERO, False)[0] * inv_m + eps)
-            if tid == 0:
+            if first == 0:
                 mean[i] = s + cen
                 rstd[i] = r
-            for j in range(tid, m, threads):
+            j = first
+            while j < m:
                 out[i, j] = (x[i, j] - s - cen) * r * gamma[j] + beta[j]
+                j += step
+            i += row_step
 
     @cuda.jit
-    def layer_norm_backward(dy, x, gamma, mean, rstd, inv_m, acc, dx, dgamma, dbeta):
+    def layer_norm_backward(row_shift, dy, x, gamma, mean, rstd, inv_m, acc, dx, dgamma, dbeta):
         shared = cuda.shared.array((2, threads), F)
-        n, m = x.shape
-        tid = cuda.threadIdx.x
-        for j in range(cuda.grid(1), m, cuda.gridsize(1)):  # the column kernel ran before this one
+        first, step, m = strided(cuda.threadIdx.x, x.shape[1], thread_shift)
+        j, grid_step, _ = grid_stride(m, row_shift + thread_shift)
+        while j < m:  # the column kernel ran before this one
             dgamma[j] = acc[0, j]
             dbeta[j] = acc[1, j]
-        for i in range(cuda.blockIdx.x, n, cuda.gridDim.x):
+            j += grid_step
+        i, row_step, n = strided(cuda.blockIdx.x, x.shape[0], row_shift)
+        while i < n:
             mu, r = mean[i], rstd[i]
             a = ZERO
             b = ZERO
-            for j in range(tid, m, threads):
+            j = first
+            while j < m:
                 g = dy[i, j] * gamma[j]
                 a += g
                 b += g * ((x[i, j] - mu) * r)
+                j += step
             a, b = block_sums(shared, a, b, False)
             a *= inv_m
             b *= inv_m
-            for j in range(tid, m, threads):
+            j = first
+            while j < m:
                 dx[i, j] = r * (dy[i, j] * gamma[j] - a - (x[i, j] - mu) * r * b)
+                j += step
+            i += row_step
 
     return _RowKernels(layer_norm, layer_norm_backward)
 
@@ -248,18 +264,18 @@ def _row_kernels(dtype: np.dtype, threads: int) -> _RowKernels:
 def _cuda(p: ForwardPlan) -> tuple[Any, Any, Any]:
     if not _without_columns(p) and p.x.size:
         n, m = p.x.shape
-        blocks, threads = c.row_launch(n, m)
+        blocks, threads, row_shift = c.row_launch(n, m)
         F = p.x.dtype.type
-        c.launch(_row_kernels(p.x.dtype, threads).layer_norm, blocks, threads, p.x, p.gamma, p.beta, F(p.eps),
-                 F(1 / m), p.out, p.mean, p.rstd)
+        c.launch(_row_kernels(p.x.dtype, threads).layer_norm, blocks, threads, row_shift, p.x, p.gamma, p.beta,
+                 F(p.eps), F(1 / m), p.out, p.mean, p.rstd)
     return results(p)
 
 
 def _launch_dx(p: BackwardPlan, acc: Any) -> None:
     """layer_norm_backward's last kernel (see _norm_common.cuda_backward), a block per row."""
-    blocks, threads = c.row_launch(*p.dy.shape)
-    c.launch(_row_kernels(p.dy.dtype, threads).layer_norm_backward, blocks, threads, p.dy, p.x, p.gamma, p.mean,
-             p.rstd, p.dy.dtype.type(1 / p.dy.shape[1]), acc, p.dx, p.dgamma, p.dbeta)
+    blocks, threads, row_shift = c.row_launch(*p.dy.shape)
+    c.launch(_row_kernels(p.dy.dtype, threads).layer_norm_backward, blocks, threads, row_shift, p.dy, p.x, p.gamma,
+             p.mean, p.rstd, p.dy.dtype.type(1 / p.dy.shape[1]), acc, p.dx, p.dgamma, p.dbeta)
 
 
 def _backward_cuda(p: BackwardPlan) -> tuple[Any, Any, Any]:

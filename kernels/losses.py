@@ -21,6 +21,7 @@ import numpy as np
 from numba import cuda, njit
 
 from . import _common as c
+from ._indexing import grid_stride
 from ._reductions import block_reducer
 from .fast_math import exp32, log1p32
 
@@ -131,21 +132,23 @@ def _cpu(p: _Plan) -> tuple[Any, Any]:
 
 @functools.cache
 def _cuda_kernel(kind: int, dtype: np.dtype, threads: int) -> Any:
-    """Grid-stride kernel ``(x, t, scale, loss, g)`` over flat arrays; each block adds its share of the
-    mean into loss[0]."""
+    """Grid-stride kernel ``(x, t, scale, shift, loss, g)`` on a grid of 2**shift threads over flat arrays;
+    each block adds its share of the mean into loss[0]."""
     f = _scalars(c.device_jit(), math.exp, math.log1p, dtype)[kind]
     ftype = dtype.type
     zero = ftype(0)
     reduce = block_reducer(threads)
 
     @cuda.jit
-    def kernel(x, t, scale, loss, g):
+    def kernel(x, t, scale, shift, loss, g):
         shared = cuda.shared.array((2, threads), ftype)
         partial = zero
-        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        i, step, n = grid_stride(x.size, shift)  # see _indexing
+        while i < n:
             term, d = f(x[i], t[i])
             g[i] = d * scale
             partial += term
+            i += step
         total = reduce(shared, partial, zero, False)[0]
         if cuda.threadIdx.x == 0:
             cuda.atomic.add(loss, 0, total * scale)
@@ -154,11 +157,11 @@ def _cuda_kernel(kind: int, dtype: np.dtype, threads: int) -> Any:
 
 
 def _cuda(p: _Plan) -> tuple[Any, Any]:
-    blocks, threads = c.grid_1d(p.a.size)
+    blocks, threads, shift = c.grid_1d(p.a.size)
     loss = c.array_module(p.a).zeros(1, dtype=p.a.dtype)
     flat_a, flat_grad = p.a.reshape(-1), p.grad.reshape(-1)
     c.launch(_cuda_kernel(p.kind, p.a.dtype, threads), blocks, threads, flat_a, p.b.reshape(-1),
-             p.a.dtype.type(1.0 / p.a.size), loss, flat_grad)
+             p.a.dtype.type(1.0 / p.a.size), shift, loss, flat_grad)
     return loss.reshape(()), p.grad
 
 

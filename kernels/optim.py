@@ -196,7 +196,8 @@ def _run_cuda(plan: _Plan) -> None:
     n = plan.arrays[0].size
     if n:
         kernel = m.cuda_kernel(plan.optimizer, plan.flags)
-        c.launch(kernel, *c.grid_1d(n), tuple(c.cuda_args(*plan.arrays)), plan.scalars)
+        blocks, threads, shift = c.grid_1d(n)
+        c.launch(kernel, blocks, threads, tuple(c.cuda_args(*plan.arrays)), plan.scalars, shift)
 
 
 sgd__ref, sgd__cpu, sgd__cuda = OPS.add("sgd_", _sgd, _run_ref, _run_cpu, _run_cuda)

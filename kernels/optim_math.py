@@ -17,6 +17,7 @@ from typing import Any
 from numba import cuda, njit
 
 from . import _common as c
+from ._indexing import grid_stride
 
 # --------------------------------------------------------------------------- references
 
@@ -170,13 +171,16 @@ def cpu_kernel(optimizer: str, flags: tuple[bool, ...]):
 
 @functools.cache
 def cuda_kernel(optimizer: str, flags: tuple[bool, ...]):
-    """The numba.cuda grid-stride kernel ``kernel[grid](arrays, h)`` (compiled on first launch)."""
+    """The numba.cuda grid-stride kernel ``kernel[grid](arrays, h, shift)`` over a grid of 2**shift threads
+    (compiled on first launch)."""
     device = c.device_jit()
     element = _ELEMENTS[optimizer](device, *flags)
 
     @cuda.jit
-    def kernel(arrays, h):
-        for i in range(cuda.grid(1), arrays[0].size, cuda.gridsize(1)):
+    def kernel(arrays, h, shift):
+        i, step, n = grid_stride(arrays[0].size, shift)  # see _indexing
+        while i < n:
             element(i, arrays, h)
+            i += step
 
     return kernel

@@ -19,8 +19,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from numba import cuda, njit
+from numpy import uint64
 
 from . import _common as c
+from ._indexing import strided
 from ._reductions import block_reducer
 from .fast_math import exp32, maximum
 
@@ -225,87 +227,107 @@ def _rows_cpu(p: _RowsPlan) -> Any:
 
 
 class _CudaKernels(NamedTuple):
-    xent: Any  # (x, labels, smoothing, loss, g): each block adds its rows' loss / n into loss[0]
-    rows: Any  # (x, log, out)
+    # (row_shift, x, labels, smoothing, on_label, everywhere, inv_n, loss, g): each block adds its rows'
+    # loss / n into loss[0]
+    xent: Any
+    rows: Any  # (row_shift, x, log, out)
 
 
 @functools.cache
 def _cuda_kernels(dtype: np.dtype, threads: int) -> _CudaKernels:
-    """Block-per-row kernels, rows grid-stride, for blocks of ``threads`` threads."""
+    """Block-per-row kernels for blocks of ``threads`` threads, rows grid-stride over a grid of
+    2**row_shift blocks (see _indexing: unsigned indices, no division)."""
     ftype = dtype.type
     zero = ftype(0)
     lowest = ftype(-np.inf)
     device = c.device_jit()
     reduce = block_reducer(threads)
+    thread_shift = threads.bit_length() - 1
 
     @device
     def row_stats(x, i, shared):
         """(max_j x[i, j], sum_j exp(x[i, j] - max)) for row i, to every thread of the block."""
-        tid = cuda.threadIdx.x
+        first, step, k = strided(cuda.threadIdx.x, x.shape[1], thread_shift)
         m = lowest
-        for j in range(tid, x.shape[1], threads):
+        j = first
+        while j < k:
             m = max(m, x[i, j])
+            j += step
         m = reduce(shared, m, zero, True)[0]
         s = zero
-        for j in range(tid, x.shape[1], threads):
+        j = first
+        while j < k:
             s += math.exp(x[i, j] - m)
+            j += step
         return m, reduce(shared, s, zero, False)[0]
 
     @cuda.jit
-    def xent(x, labels, smoothing, loss, g):
+    def xent(row_shift, x, labels, smoothing, on_label, everywhere, inv_n, loss, g):
         shared = cuda.shared.array((2, threads), ftype)
-        n, k = x.shape
-        tid = cuda.threadIdx.x
-        on_label = ftype((1.0 - smoothing) / n)
-        everywhere = ftype(smoothing / (k * n))
+        first, step, k = strided(cuda.threadIdx.x, x.shape[1], thread_shift)
+        inv_k = ftype(1) / ftype(x.shape[1])
         block_loss = zero  # the losses of this block's rows, summed in thread 0
-        for i in range(cuda.blockIdx.x, n, cuda.gridDim.x):
-            y = labels[i]
+        i, row_step, n = strided(cuda.blockIdx.x, x.shape[0], row_shift)
+        while i < n:
+            y = uint64(labels[i])  # in [0, k): checked before the launch
             x_y = x[i, y]  # read before the reductions' barriers: in place, row i gets overwritten below
             row_sum = zero
-            if smoothing > 0:
-                for j in range(tid, k, threads):
+            if smoothing > zero:
+                j = first
+                while j < k:
                     row_sum += x[i, j]
+                    j += step
                 row_sum = reduce(shared, row_sum, zero, False)[0]
             m, s = row_stats(x, i, shared)
-            if tid == 0:
+            if first == 0:
                 # -sum_j t_j log p_j = log(s) + (1 - e) (m - x_y) + e (m - mean_j x_j): every term >= 0
-                gap = (1 - smoothing) * (m - x_y) + smoothing * (m - row_sum / k)
-                block_loss += ftype(gap + math.log(s))
-            scale = ftype(1.0 / (s * n))
-            for j in range(tid, k, threads):
+                gap = (ftype(1) - smoothing) * (m - x_y) + smoothing * (m - row_sum * inv_k)
+                block_loss += gap + math.log(s)
+            scale = inv_n / s
+            j = first
+            while j < k:
                 v = math.exp(x[i, j] - m) * scale - everywhere
                 if j == y:
                     v -= on_label
                 g[i, j] = v
-        if tid == 0:
-            cuda.atomic.add(loss, 0, ftype(block_loss / n))  # one atomic per block: loss[0] becomes the mean
+                j += step
+            i += row_step
+        if first == 0:
+            cuda.atomic.add(loss, 0, block_loss * inv_n)  # one atomic per block: loss[0] becomes the mean
 
     @cuda.jit
-    def rows(x, log, out):
+    def rows(row_shift, x, log, out):
         shared = cuda.shared.array((2, threads), ftype)
-        for i in range(cuda.blockIdx.x, x.shape[0], cuda.gridDim.x):
+        first, step, k = strided(cuda.threadIdx.x, x.shape[1], thread_shift)
+        i, row_step, n = strided(cuda.blockIdx.x, x.shape[0], row_shift)
+        while i < n:
             m, s = row_stats(x, i, shared)
-            shift = ftype(m + math.log(s))
-            scale = ftype(1.0 / s)
-            for j in range(cuda.threadIdx.x, x.shape[1], threads):
+            shift = m + math.log(s)
+            scale = ftype(1) / s
+            j = first
+            while j < k:
                 out[i, j] = x[i, j] - shift if log else math.exp(x[i, j] - m) * scale
+                j += step
+            i += row_step
 
     return _CudaKernels(xent, rows)
 
 
 def _xent_cuda(p: _XentPlan) -> tuple[Any, Any]:
-    blocks, threads = c.row_launch(*p.logits.shape)
+    blocks, threads, row_shift = c.row_launch(*p.logits.shape)
     loss = c.array_module(p.logits).zeros(1, dtype=p.logits.dtype)
-    c.launch(_cuda_kernels(p.logits.dtype, threads).xent, blocks, threads, p.logits, p.labels,
-             p.logits.dtype.type(p.smoothing), loss, p.dlogits)
+    (n, k), F = p.logits.shape, p.logits.dtype.type
+    e = float(F(p.smoothing))
+    # the scalars in the logits' dtype: a float32 kernel computes in float32
+    c.launch(_cuda_kernels(p.logits.dtype, threads).xent, blocks, threads, row_shift, p.logits, p.labels, F(e),
+             F((1.0 - e) / n), F(e / (k * n)), F(1.0 / n), loss, p.dlogits)
     return loss.reshape(()), p.dlogits
 
 
 def _rows_cuda(p: _RowsPlan) -> Any:
     if p.x.size:
-        blocks, threads = c.row_launch(*p.x.shape)
-        c.launch(_cuda_kernels(p.x.dtype, threads).rows, blocks, threads, p.x, p.log, p.out)
+        blocks, threads, row_shift = c.row_launch(*p.x.shape)
+        c.launch(_cuda_kernels(p.x.dtype, threads).rows, blocks, threads, row_shift, p.x, p.log, p.out)
     return p.out
 
 

@@ -100,9 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_parser(sub)
 
     bn = sub.add_parser("bench", help="benchmarks against NumPy/PyTorch/scikit-learn (from a source checkout)")
-    bn.add_argument("suite", choices=("kernels", "mlp", "pca", "all", "distributed"), nargs="?", default="kernels")
+    bn.add_argument("suite", choices=("kernels", "mlp", "pca", "all", "distributed", "ptx"), nargs="?",
+                    default="kernels",
+                    help="ptx: every CUDA kernel through NVVM and ptxas (registers, spills, instructions; no GPU)")
     bn.add_argument("--quick", action="store_true", help="small shapes, a smoke run")
-    bn.add_argument("--json", default=None, help="also write the results to this JSON file")
+    bn.add_argument("--json", default=None, help="also write the results to this JSON file (ptx: one per "
+                    "architecture, '{arch}' in the name stands for it: sm90)")
+    bn.add_argument("--arch", default="sm_90,sm_80", help="ptx: architectures to compile for (default sm_90,sm_80)")
     bn.set_defaults(run=bench_job)
     return parser
 
