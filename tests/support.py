@@ -26,12 +26,17 @@ IMPLS = ("ref", "cpu", "cuda")
 
 
 def to_device(a: Any) -> Any:
-    """Arrays as the CUDA wrappers take them: CuPy on a real GPU, NumPy under the simulator."""
-    if a is None or not isinstance(a, np.ndarray) or not HAVE_GPU:
+    """Arrays as the CUDA wrappers take them: CuPy on a real GPU, the strict CuPy stand-in under the
+    simulator (so a kernel's device branch that treats them as host arrays fails here)."""
+    if a is None or not isinstance(a, np.ndarray):
         return a
-    import cupy
+    if HAVE_GPU:
+        import cupy
 
-    return cupy.asarray(a)
+        return cupy.asarray(a)
+    from gpudnn.backend.standin import xp
+
+    return xp.asarray(a)
 
 
 def to_host(a: Any) -> Any:
