@@ -8,9 +8,11 @@ from .backend import (
     BackendUnavailableError,
     free_memory,
     get_backend,
+    get_matmul_precision,
     seed,
     selection_reason,
     set_backend,
+    set_matmul_precision,
     use_backend,
 )
 from .backend.precompile import precompile
@@ -55,8 +57,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Activation", "Adam", "AdamW", "Autoencoder", "Backend", "BackendUnavailableError", "BatchNorm1d",
     "BinaryCrossEntropy", "Checkpoint", "CheckpointError", "Constant", "Cosine", "Dense", "DeviceMemoryError",
-    "Dropout", "EarlyStopping", "evaluate", "fit", "free_memory", "get_backend", "History", "Layer",
+    "Dropout", "EarlyStopping", "evaluate", "fit", "free_memory", "get_backend", "get_matmul_precision", "History", "Layer",
     "LayerNorm", "load_checkpoint", "MSELoss", "NonFiniteError", "Optimizer", "Parameter", "PCA",
     "precompile", "predict", "RMSprop", "save_checkpoint", "seed", "selection_reason", "Sequential",
-    "set_backend", "SGD", "SoftmaxCrossEntropy", "StepDecay", "use_backend", "WarmUp", "__version__",
+    "set_backend", "set_matmul_precision", "SGD", "SoftmaxCrossEntropy", "StepDecay", "use_backend", "WarmUp", "__version__",
 ]

@@ -230,8 +230,14 @@ def over_row_blocks(fn: Callable[..., T], args: tuple[Any, ...], rows_in: tuple[
 
 @functools.cache
 def cuda():
-    """The numba.cuda module, imported on first use (so `import gpudnn` never touches a GPU)."""
+    """The numba.cuda module, imported on first use (so `import gpudnn` never touches a GPU).
+
+    numba's low-occupancy warning (grids under 128 blocks) is turned off: small models launch small
+    grids by design, and the warning on every launch would flood users' stderr."""
+    from numba import config
     from numba import cuda as numba_cuda
+
+    config.CUDA_LOW_OCCUPANCY_WARNINGS = False
 
     return numba_cuda
 

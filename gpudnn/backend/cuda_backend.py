@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import standin
+from . import precision, standin
 from .base import Backend
 
 
@@ -27,6 +27,7 @@ class CupyBackend(CudaBackend):
         import cupy
 
         super().__init__(cupy, seed)
+        precision.apply_to_cupy()
 
     def to_numpy(self, a: Any) -> np.ndarray:
         return self.xp.asnumpy(a) if isinstance(a, self.xp.ndarray) else np.asarray(a)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..backend import KINDS
+from ..backend import KINDS, PRECISIONS
 from ..nn.mlp import NORMS
 from ..optim import Optimizer
 from .bench import bench_job
@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", default=None, help="write training curves to this PNG")
     t.add_argument("--metrics-json", default=None, help="write history and test metrics to this JSON file")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.add_argument("--matmul-precision", choices=PRECISIONS, default="highest",
+                   help="float32 GEMMs on the GPU: highest (full float32) or high (TF32 tensor cores)")
     t.set_defaults(run=train_job)
 
     e = sub.add_parser("evaluate", help="accuracy of a saved model on a dataset")

@@ -40,9 +40,10 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
               batch_size: int = 64, l1: float = 0.0, l2: float = 0.0, weight_decay: float = 0.0, seed: int = 0,
               val_fraction: float = 0.1, patience: int | None = None, label: str | None = None, save: str | None = None,
               resume: str | None = None, plot: str | None = None, metrics_json: str | None = None,
-              on_nonfinite: str = "raise", quiet: bool = False) -> dict[str, Any]:
+              on_nonfinite: str = "raise", quiet: bool = False, matmul_precision: str = "highest") -> dict[str, Any]:
     """Train an MLP classifier on a dataset and report test accuracy, wall time and backend."""
     started = time.perf_counter()
+    backend_module.set_matmul_precision(matmul_precision)
     backend_module.seed(seed)
     b = get_backend()
     options = {"label": label} if label is not None else {}
