@@ -57,8 +57,9 @@ __version__ = "0.1.0"
 __all__ = [
     "Activation", "Adam", "AdamW", "Autoencoder", "Backend", "BackendUnavailableError", "BatchNorm1d",
     "BinaryCrossEntropy", "Checkpoint", "CheckpointError", "Constant", "Cosine", "Dense", "DeviceMemoryError",
-    "Dropout", "EarlyStopping", "evaluate", "fit", "free_memory", "get_backend", "get_matmul_precision", "History", "Layer",
+    "Dropout", "EarlyStopping", "evaluate", "fit", "free_memory", "get_backend", "History", "Layer",
     "LayerNorm", "load_checkpoint", "MSELoss", "NonFiniteError", "Optimizer", "Parameter", "PCA",
     "precompile", "predict", "RMSprop", "save_checkpoint", "seed", "selection_reason", "Sequential",
-    "set_backend", "set_matmul_precision", "SGD", "SoftmaxCrossEntropy", "StepDecay", "use_backend", "WarmUp", "__version__",
+    "set_backend", "SGD", "SoftmaxCrossEntropy", "StepDecay", "use_backend", "WarmUp", "__version__",
+    "get_matmul_precision", "set_matmul_precision",
 ]

@@ -105,3 +105,23 @@ def test_a_device_array_given_to_a_numpy_model_says_how_to_transfer(rng):
             gd.evaluate(model, loss_fn, rng.standard_normal((8, 5)), xp.asarray(y))
         with pytest.raises(TypeError, match="X.get"):
             gd.predict(model, X)
+
+
+@needs_simulator
+def test_train_on_the_standin_prints_no_numba_warnings(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)  # a tiny dataset: the simulator runs every thread as Python
+    X = rng.standard_normal((48, 3))
+    np.savez(tmp_path / "tiny.npz", X=X, y=(X[:, 0] > 0).astype(np.int64))
+    metrics = tmp_path / "metrics.json"
+    out = subprocess.run([sys.executable, "-W", "default", "-m", "gpudnn", "--backend", "cudasim", "train",
+                          "--dataset", str(tmp_path / "tiny.npz"), "--hidden", "4", "--epochs", "1",
+                          "--batch-size", "16", "--quiet", "--metrics-json", str(metrics)],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"})
+    assert out.returncode == 0, out.stderr
+    assert metrics.exists()
+    assert "Numba" not in out.stderr and "Warning" not in out.stderr, out.stderr

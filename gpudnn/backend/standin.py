@@ -276,7 +276,7 @@ _FUNCTIONS = ("empty", "zeros", "ones", "full", "empty_like", "zeros_like", "one
               "log", "log1p", "sqrt", "abs", "tanh", "sign", "clip", "isfinite", "isnan", "matmul", "dot", "sum",
               "mean", "argmax", "sort", "argsort", "cumsum", "diag", "outer", "einsum", "may_share_memory", "square",
               "multiply", "add", "subtract", "divide", "negative",
-              "count_nonzero", "flip", "triu", "copyto", "broadcast_to", "vdot", "ravel", "reshape")
+              "count_nonzero", "flip", "triu", "copyto", "broadcast_to", "vdot", "ravel", "reshape", "trace")
 _TYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint32", "uint64", "bool_",
           "dtype", "finfo", "iinfo", "newaxis", "pi", "inf", "nan")
 

@@ -2,8 +2,10 @@
 
 ``fit`` validates the data on the host, moves it to the backend once, then shuffles and slices
 batches there into reused buffers. Every step reads back, in one host sync, the loss and whether
-the loss and the gradients are finite (and the gradient norm when clipping); a non-finite step stops training with the epoch and step (or is skipped, on request)
-before it can touch the parameters.
+the loss and the gradients are finite (and the gradient norm when clipping); a non-finite step
+stops training with the epoch and step (or is skipped, on request) before it can touch the
+parameters. Progress metrics are read back only when the bar draws, and ``evaluate`` sums on the
+device and reads back once.
 """
 
 from __future__ import annotations
