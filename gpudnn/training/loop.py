@@ -187,7 +187,10 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
                                          "parameters and buffers keep their last finite values")
                 history.skipped_steps += 1
                 continue
-            optimizer.step(grad_norm=grad_norm)
+            if grad_norm is None:  # not clipping: the plain call, as wrappers of step() expect
+                optimizer.step()
+            else:
+                optimizer.step(grad_norm=grad_norm)
             optimizer.zero_grad()
             metrics.add(loss_value, logits, yb)
             bar.update(metrics.count, metrics.result)
