@@ -9,9 +9,11 @@ from .backend import (
     BackendUnavailableError,
     free_memory,
     get_backend,
+    get_matmul_precision,
     seed,
     selection_reason,
     set_backend,
+    set_matmul_precision,
     use_backend,
 )
 from .backend.precompile import precompile
@@ -62,4 +64,5 @@ __all__ = [
     "precompile", "predict", "RMSprop", "SaveError", "save_checkpoint", "seed", "selection_reason", "Sequential",
     "set_backend", "SGD", "SoftmaxCrossEntropy", "StepDecay", "use_backend", "WarmUp", "__version__",
     "encoder_layers", "pca_layer",
+    "get_matmul_precision", "set_matmul_precision",
 ]

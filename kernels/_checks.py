@@ -21,19 +21,21 @@ def is_device_array(a: Any) -> bool:
 
 
 def array_module(a: Any):
-    """numpy for host arrays, cupy for CuPy arrays (imported only then)."""
+    """numpy for host arrays, cupy for CuPy arrays (imported only then), and for other device arrays
+    the module their ``__array_namespace__`` names (the CI stand-in for CuPy)."""
     if isinstance(a, np.ndarray):
         return np
+    namespace = getattr(a, "__array_namespace__", None)
+    if namespace is not None and type(a).__module__.split(".")[0] != "cupy":
+        return namespace()
     import cupy
 
     return cupy
 
 
 def _address_span(a: Any) -> tuple[int, int]:
-    if isinstance(a, np.ndarray):
-        start = a.__array_interface__["data"][0]
-    else:
-        start = a.__cuda_array_interface__["data"][0]
+    # Device arrays (CuPy and its stand-in) know their address: no interface dict to build.
+    start = a.__array_interface__["data"][0] if isinstance(a, np.ndarray) else a.data.ptr
     return start, start + a.nbytes
 
 

@@ -231,8 +231,14 @@ def over_row_blocks(fn: Callable[..., T], args: tuple[Any, ...], rows_in: tuple[
 
 @functools.cache
 def cuda():
-    """The numba.cuda module, imported on first use (so `import gpudnn` never touches a GPU)."""
+    """The numba.cuda module, imported on first use (so `import gpudnn` never touches a GPU).
+
+    numba's low-occupancy warning (grids under 128 blocks) is turned off: small models launch small
+    grids by design, and the warning on every launch would flood users' stderr."""
+    from numba import config
     from numba import cuda as numba_cuda
+
+    config.CUDA_LOW_OCCUPANCY_WARNINGS = False
 
     return numba_cuda
 
@@ -240,14 +246,31 @@ def cuda():
 def cuda_args(*arrays: Any) -> list[Any]:
     """Kernel arguments without the per-argument stream sync numba does for foreign arrays.
 
-    Under the simulator NumPy arrays go in as they are. CuPy arrays are wrapped through
+    Under the simulator NumPy arrays go in as they are, and device arrays (the CI stand-in for CuPy)
+    as NumPy views of their memory (simulated_memory). CuPy arrays are wrapped through
     ``__cuda_array_interface__`` with ``sync=False``: we launch on CuPy's current stream, so
     stream order already guarantees the producer has finished.
     """
     if simulator_enabled():
-        return list(arrays)
+        return [simulated_memory(a) if is_device_array(a) else a for a in arrays]
     as_cuda = cuda().as_cuda_array
     return [as_cuda(a, sync=False) if is_device_array(a) else a for a in arrays]
+
+
+class _HostInterface:
+    __slots__ = ("__array_interface__",)
+
+    def __init__(self, interface: dict[str, Any]) -> None:
+        self.__array_interface__ = interface
+
+
+def simulated_memory(a: Any) -> np.ndarray:
+    """A NumPy view of a device array's memory read through its ``__cuda_array_interface__``: what
+    numba-cuda's simulator, which takes only NumPy arrays, runs kernels on. Only where that memory is
+    host memory (the stand-in's), so only under the simulator."""
+    cai = a.__cuda_array_interface__
+    return np.asarray(_HostInterface({"shape": cai["shape"], "typestr": cai["typestr"], "data": cai["data"],
+                                      "strides": cai.get("strides"), "version": 3}))
 
 
 @functools.cache

@@ -37,13 +37,13 @@ class _Plan(NamedTuple):
     grad: Any
 
 
-def _plan(kind: int, a_name: str, a: Any, b_name: str, b: Any, grad_out: Any) -> _Plan:
+def _plan(kind: int, a_name: str, a: Any, b_name: str, b: Any, grad_out: Any, targets_checked: bool = False) -> _Plan:
     c.check_array(a_name, a)
     if a.size == 0:
         raise ValueError(f"{a_name} is empty: the mean loss over 0 elements is undefined")
     c.check_array(b_name, b, shape=a.shape, dtype=a.dtype)
     c.check_same_kind(a_name, a, **{b_name: b})
-    if kind == BCE:
+    if kind == BCE and not (targets_checked and not isinstance(b, np.ndarray)):  # device: a host sync
         low, high = float(b.min()), float(b.max())
         if not (0.0 <= low and high <= 1.0):  # NaN fails too
             raise ValueError(f"{b_name} must lie in [0, 1], got values in [{low}, {high}]")
@@ -51,10 +51,11 @@ def _plan(kind: int, a_name: str, a: Any, b_name: str, b: Any, grad_out: Any) ->
     return _Plan(kind, a, b, grad)
 
 
-def _bce_logits(logits: Any, targets: Any, grad_out: Any = None) -> _Plan:
+def _bce_logits(logits: Any, targets: Any, grad_out: Any = None, *, targets_checked: bool = False) -> _Plan:
     """Mean binary cross-entropy of logits against targets in [0, 1], and its gradient.
-    Returns ``(loss, grad)``."""
-    return _plan(BCE, "logits", logits, "targets", targets, grad_out)
+    Returns ``(loss, grad)``. ``targets_checked=True``: the caller guarantees the targets' range, so
+    device targets are not read back (a host sync) to check it; host targets are checked regardless."""
+    return _plan(BCE, "logits", logits, "targets", targets, grad_out, targets_checked)
 
 
 def _mse(pred: Any, target: Any, grad_out: Any = None) -> _Plan:

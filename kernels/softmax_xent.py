@@ -34,12 +34,14 @@ INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 # --------------------------------------------------------------------------- validation
 
 
-def _check_labels(logits: Any, labels: Any) -> None:
+def _check_labels(logits: Any, labels: Any, labels_checked: bool) -> None:
     n, k = logits.shape
     c.check_array("labels", labels, shape=(n,), floating=False)
     if labels.dtype not in INDEX_DTYPES:
         raise TypeError(f"labels must be int32 or int64 class indices, got {labels.dtype}")
     c.check_same_kind("logits", logits, labels=labels)
+    if labels_checked and not isinstance(labels, np.ndarray):
+        return  # the caller checked their range once (fit does, on the host): no host sync per call
     if isinstance(labels, np.ndarray):  # one compiled pass instead of two NumPy reductions
         i = _first_outside(labels, k)
         bad = None if i < 0 else int(labels[i])
@@ -72,14 +74,16 @@ class _RowsPlan(NamedTuple):
     out: Any
 
 
-def _softmax_xent(logits: Any, labels: Any, smoothing: float = 0.0, dlogits_out: Any = None) -> _XentPlan:
+def _softmax_xent(logits: Any, labels: Any, smoothing: float = 0.0, dlogits_out: Any = None, *,
+                  labels_checked: bool = False) -> _XentPlan:
     """Mean softmax cross-entropy of (n, k) logits over (n,) int32/int64 labels in [0, k), with label
     smoothing, and its gradient. Returns ``(loss, dlogits)``; ``loss`` is 0-d, in logits' dtype and
-    on their device."""
+    on their device. ``labels_checked=True``: the caller guarantees the labels' range, so device
+    labels are not read back (a host sync) to check it; host labels are checked regardless."""
     c.check_array("logits", logits, ndim=2)
     if logits.shape[0] == 0:
         raise ValueError("logits has no rows: the mean loss over 0 rows is undefined")
-    _check_labels(logits, labels)
+    _check_labels(logits, labels, labels_checked)
     smoothing = c.check_finite_scalar("smoothing", smoothing, low=0.0, high=1.0, high_open=True)
     dlogits = c.output("dlogits_out", dlogits_out, logits, logits.shape, logits.dtype,
                        in_place_of=logits, logits=logits, labels=labels)

@@ -26,12 +26,19 @@ IMPLS = ("ref", "cpu", "cuda")
 
 
 def to_device(a: Any) -> Any:
-    """Arrays as the CUDA wrappers take them: CuPy on a real GPU, NumPy under the simulator."""
-    if a is None or not isinstance(a, np.ndarray) or not HAVE_GPU:
+    """Arrays as the CUDA wrappers take them: CuPy on a real GPU, the strict CuPy stand-in under the
+    simulator (so a kernel's device branch that treats them as host arrays fails here)."""
+    if a is None or not isinstance(a, np.ndarray):
         return a
-    import cupy
-
-    return cupy.asarray(a)
+    if HAVE_GPU:
+        import cupy as xp
+    else:
+        from gpudnn.backend.standin import xp
+    if a.flags.c_contiguous or a.ndim == 0:
+        return xp.asarray(a)
+    wide = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)  # a strided device view, as strided as `a`
+    wide[..., ::2] = a
+    return xp.asarray(wide)[..., ::2]
 
 
 def to_host(a: Any) -> Any:

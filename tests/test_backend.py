@@ -137,8 +137,12 @@ def test_simulated_cuda_dispatch_matches_numpy_backend(rng):
     bias = rng.standard_normal(17).astype(np.float32)
     cpu, sim = backend("numpy"), backend("cudasim")
     before = sim.launches
-    np.testing.assert_allclose(sim.bias_act(x, bias, "tanh"), cpu.bias_act(x, bias, "tanh"), rtol=1e-6, atol=1e-7)
+    y = sim.bias_act(sim.asarray(x), sim.asarray(bias), "tanh")
     assert sim.launches == before + 1
+    assert not isinstance(y, np.ndarray)  # the strict CuPy stand-in
+    np.testing.assert_allclose(sim.to_numpy(y), cpu.bias_act(x, bias, "tanh"), rtol=1e-6, atol=1e-7)
+    with pytest.raises(TypeError, match="transfer it explicitly"):
+        sim.bias_act(x, None)
 
 
 @pytest.mark.gpu

@@ -174,7 +174,7 @@ def test_batch_norm_matches_torch(impl, rng):
     out_t.backward(torch.tensor(dy))
     out, mean, rstd = op("batch_norm", "batch_norm", impl)(x, gamma, beta, EPS, running_mean=running_mean,
                                                            running_var=running_var, momentum=0.2)
-    if impl != "cuda" or SIMULATOR:  # on a GPU the cuda helper updates device copies of the running statistics
+    if impl != "cuda":  # the cuda helper updates device copies of them (the _running tests read those back)
         np.testing.assert_allclose(running_mean, rm_t.numpy(), rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(running_var, rv_t.numpy(), rtol=1e-12)
     grads = op("batch_norm", "batch_norm_backward", impl)(dy, x, gamma, mean, rstd)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from . import precision, standin
 from .base import Backend
 
 
@@ -26,6 +27,7 @@ class CupyBackend(CudaBackend):
         import cupy
 
         super().__init__(cupy, seed)
+        precision.apply_to_cupy()
 
     def to_numpy(self, a: Any) -> np.ndarray:
         return self.xp.asnumpy(a) if isinstance(a, self.xp.ndarray) else np.asarray(a)
@@ -44,7 +46,17 @@ class CupyBackend(CudaBackend):
 
 
 class SimulatorBackend(CudaBackend):
+    """The CUDA dispatch path on the CPU, its arrays the strict CuPy stand-in (see standin): host code
+    that treats a device array as a host array fails here as it would on a GPU, and every read back
+    to the host is counted (``standin.SYNCS``)."""
+
     name = "cudasim"
 
     def __init__(self, seed: int | None = None) -> None:
-        super().__init__(np, seed)
+        super().__init__(standin.xp, seed)
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        return self.xp.asnumpy(a)
+
+    def synchronize(self) -> None:
+        self.xp.synchronize()

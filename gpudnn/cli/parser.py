@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..backend import KINDS
+from ..backend import KINDS, PRECISIONS
 from ..nn.mlp import NORMS
 from ..optim import Optimizer
 from .bench import bench_job
@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     add_reduction_options(t)
     add_optimizer_knobs(t)
+    t.add_argument("--matmul-precision", choices=PRECISIONS, default="highest",
+                   help="float32 GEMMs on the GPU: highest (full float32) or high (TF32 tensor cores)")
     t.set_defaults(run=train_job)
 
     e = sub.add_parser("evaluate", help="accuracy of a saved model on a dataset")

@@ -56,14 +56,15 @@ def _check_overwrite(save: str) -> None:
 def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), activation: str = "relu",
               dropout: float = 0.1, norm: str = "none", optimizer: str = "adam", lr: float = 1e-3, epochs: int = 30,
               batch_size: int = 64, l1: float = 0.0, l2: float = 0.0, weight_decay: float = 0.0, seed: int = 0,
-              val_fraction: float = 0.1, patience: int | None = None, label: str | None = None, save: str | None = None,
-              resume: str | None = None, plot: str | None = None, metrics_json: str | None = None,
-              on_nonfinite: str = "raise", quiet: bool = False, momentum: float | None = None,
-              nesterov: bool | None = None, dampening: float | None = None, betas: Sequence[float] | None = None,
-              eps: float | None = None, alpha: float | None = None, centered: bool | None = None,
-              max_grad_norm: float | None = None, schedule: str | None = None, warmup: float | None = None,
-              step_every: float | None = None, step_gamma: float | None = None, reduce: Reduction | None = None,
-              reduce_epochs: int = 40, reduce_hidden: Sequence[int] = (128,), fine_tune: int = 0) -> dict[str, Any]:
+              val_fraction: float = 0.1, patience: int | None = None, label: str | None = None,
+              save: str | None = None, resume: str | None = None, plot: str | None = None,
+              metrics_json: str | None = None, on_nonfinite: str = "raise", quiet: bool = False,
+              matmul_precision: str = "highest", momentum: float | None = None, nesterov: bool | None = None,
+              dampening: float | None = None, betas: Sequence[float] | None = None, eps: float | None = None,
+              alpha: float | None = None, centered: bool | None = None, max_grad_norm: float | None = None,
+              schedule: str | None = None, warmup: float | None = None, step_every: float | None = None,
+              step_gamma: float | None = None, reduce: Reduction | None = None, reduce_epochs: int = 40,
+              reduce_hidden: Sequence[int] = (128,), fine_tune: int = 0) -> dict[str, Any]:
     """Train an MLP classifier on a dataset (behind a reduction fitted on the training rows, with
     ``reduce``) and report test accuracy, wall time and backend.
 
@@ -77,6 +78,7 @@ def train_job(*, dataset: str = "digits", hidden: Sequence[int] = (256, 128), ac
         check_plot_output("--plot", plot)
     started = time.perf_counter()
     main = distributed.is_main()
+    backend_module.set_matmul_precision(matmul_precision)
     backend_module.seed(seed)
     b = get_backend()
     options = {"label": label} if label is not None else {}

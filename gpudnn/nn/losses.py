@@ -28,7 +28,9 @@ class Loss(Registered, family="loss"):
         value, grad = self.forward_backward(pred, target)
         return float(value), grad
 
-    def forward_backward(self, pred: Any, target: Any) -> tuple[Any, Any]:
+    def forward_backward(self, pred: Any, target: Any, *, checked: bool = False) -> tuple[Any, Any]:
+        """``(loss, grad)``, the loss a 0-d backend array. ``checked=True``: the targets were validated
+        already (``check_targets``, as fit does once), so device targets are not read back to check them."""
         raise NotImplementedError
 
     @staticmethod
@@ -65,10 +67,10 @@ class SoftmaxCrossEntropy(Loss):
         super().__init__()
         self.label_smoothing = checks.real("label_smoothing", label_smoothing, low=0.0, high=1.0, high_open=True)
 
-    def forward_backward(self, logits: Any, labels: Any) -> tuple[Any, Any]:
+    def forward_backward(self, logits: Any, labels: Any, *, checked: bool = False) -> tuple[Any, Any]:
         b = self.backend
         grad = self.ws.get(b, "grad", tuple(logits.shape), logits.dtype)
-        return b.softmax_xent(logits, labels, self.label_smoothing, dlogits_out=grad)
+        return b.softmax_xent(logits, labels, self.label_smoothing, dlogits_out=grad, labels_checked=checked)
 
     def check_targets(self, y: np.ndarray, n_outputs: int | None, name: str = "y") -> np.ndarray:
         if np.ndim(y) != 1:
@@ -92,10 +94,10 @@ class BinaryCrossEntropy(Loss):
                              "probabilities lose precision near 0 and 1")
         self.from_logits = True
 
-    def forward_backward(self, logits: Any, targets: Any) -> tuple[Any, Any]:
+    def forward_backward(self, logits: Any, targets: Any, *, checked: bool = False) -> tuple[Any, Any]:
         b = self.backend
         grad = self.ws.get(b, "grad", tuple(logits.shape), logits.dtype)
-        return b.bce_logits(logits, self._like(logits, targets), grad_out=grad)
+        return b.bce_logits(logits, self._like(logits, targets), grad_out=grad, targets_checked=checked)
 
     def check_targets(self, y: np.ndarray, n_outputs: int | None, name: str = "y") -> np.ndarray:
         y = _target_matrix(y, n_outputs, name)
@@ -107,7 +109,7 @@ class BinaryCrossEntropy(Loss):
 class MSELoss(Loss):
     """Mean over all elements of ``(pred - target)^2``; grad = 2 (pred - target) / N."""
 
-    def forward_backward(self, pred: Any, target: Any) -> tuple[Any, Any]:
+    def forward_backward(self, pred: Any, target: Any, *, checked: bool = False) -> tuple[Any, Any]:
         b = self.backend
         grad = self.ws.get(b, "grad", tuple(pred.shape), pred.dtype)
         return b.mse(pred, self._like(pred, target), grad_out=grad)

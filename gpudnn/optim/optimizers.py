@@ -87,17 +87,19 @@ class Optimizer(Registered, family="optimizer"):
         g = self.arena.grad
         return float(math.sqrt(float(g @ g)))
 
-    def step(self, grad_scale: float = 1.0) -> None:
+    def step(self, grad_scale: float = 1.0, grad_norm: float | None = None) -> None:
         """Apply one update to every parameter (one fused launch).
 
         grad_scale: the gradient applied is ``grad_scale`` times the arena's (e.g. 1/size after a
         data-parallel sum over size ranks), multiplied inside the fused update, not in a pass of its
         own; clipping by ``max_grad_norm`` measures the scaled gradient.
+        grad_norm: the arena's gradient norm when the caller has read it already (fit does, in the
+        step's one host sync); otherwise clipping reads it back here.
         """
         self.arena.write_pending_zeros()
         scale = checks.real("grad_scale", grad_scale, low=0, low_open=True)
         if self.max_grad_norm is not None:
-            norm = self.grad_norm() * scale
+            norm = (self.grad_norm() if grad_norm is None else grad_norm) * scale
             if norm > self.max_grad_norm:
                 scale *= self.max_grad_norm / (norm + 1e-6)
         self.step_count += 1
@@ -110,14 +112,16 @@ class Optimizer(Registered, family="optimizer"):
         return {"l1": self.l1, "l2": self.l2, "weight_decay": self.weight_decay, "grad_scale": grad_scale}
 
     def penalty(self) -> Any:
-        """``l1 * sum|p| + (l2 / 2) * sum p^2`` as a 0-d backend array (0.0 when both are off)."""
+        """``l1 * sum|p| + (l2 / 2) * sum p^2`` as a 0-d float64 backend array, summed in float64 in
+        one reduction; the Python float 0.0 when both are off (no work at all)."""
+        if not (self.l1 or self.l2):
+            return 0.0
         p, xp = self.arena.data, self.backend.xp
-        total = xp.zeros((), dtype=np.float64)
-        if self.l1:
-            total = total + self.l1 * xp.abs(p).sum(dtype=np.float64)
+        terms = self.l1 * xp.abs(p) if self.l1 else None
         if self.l2:
-            total = total + 0.5 * self.l2 * (p.astype(np.float64) @ p.astype(np.float64))
-        return total
+            squares = (0.5 * self.l2) * (p * p)
+            terms = squares if terms is None else terms + squares
+        return terms.sum(dtype=np.float64)
 
     def state_dict(self) -> dict[str, Any]:
         """Hyper-parameters, step count and state buffers (host NumPy copies)."""

@@ -1,9 +1,11 @@
 """The training loop: ``fit``, ``evaluate``, ``predict`` and early stopping.
 
 ``fit`` validates the data on the host, moves it to the backend once, then shuffles and slices
-batches there into reused buffers. Every step checks that the loss and the gradients are
-finite; a non-finite step stops training with the epoch and step (or is skipped, on request)
-before it can touch the parameters.
+batches there into reused buffers. Every step reads back, in one host sync, the loss and whether
+the loss and the gradients are finite (and the gradient norm when clipping); a non-finite step
+stops training with the epoch and step (or is skipped, on request) before it can touch the
+parameters. Progress metrics are read back only when the bar draws, and ``evaluate`` sums on the
+device and reads back once.
 """
 
 from __future__ import annotations
@@ -36,16 +38,28 @@ class DeviceMemoryError(MemoryError):
     """The backend ran out of memory during training."""
 
 
+def _on_host(name: str, a: Any, model: Sequential) -> Any:
+    """``a`` as host data: the backend's own arrays are copied back; device arrays of another backend
+    (a CuPy array given to a NumPy-backend model) are refused with how to move them."""
+    b = model.backend
+    if b.is_array(a):
+        return b.to_numpy(a)
+    if not isinstance(a, np.ndarray) and hasattr(a, "__cuda_array_interface__"):
+        raise TypeError(f"{name} is a {type(a).__module__}.{type(a).__name__} in GPU memory, but the model runs on "
+                        f"the {b.name!r} backend: copy it to the host first ({name}.get() or cupy.asnumpy({name})), "
+                        "or build and train the model under gpudnn.use_backend('cupy')")
+    return a
+
+
 def _host_features(name: str, X: Any, model: Sequential) -> np.ndarray:
-    X = model.backend.to_numpy(X) if model.backend.is_array(X) else X
-    return checks.features(name, X, width=model.in_features)
+    return checks.features(name, _on_host(name, X, model), width=model.in_features)
 
 
 def prepare_data(model: Sequential, loss_fn: Loss, X: Any, y: Any, name: str = "X") -> tuple[Any, Any]:
     """Validate features and targets on the host and move them to the model's backend once."""
     Xh = _host_features(name, X, model)
     y_name = name.replace("X", "y")
-    yh = np.asarray(y) if not model.backend.is_array(y) else model.backend.to_numpy(y)
+    yh = np.asarray(_on_host(y_name, y, model))
     if yh.ndim == 0 or len(yh) != len(Xh):
         raise ValueError(f"{y_name} must have one target per sample: {name} has {len(Xh)} rows, {y_name} has "
                          f"{yh.shape}")
@@ -55,17 +69,19 @@ def prepare_data(model: Sequential, loss_fn: Loss, X: Any, y: Any, name: str = "
 
 
 class _Metrics:
-    """Loss and accuracy summed on the device; read back once per progress update."""
+    """Loss and accuracy summed where they are computed (on the device for evaluate); ``result`` reads
+    them back in one host sync, so call it only when the numbers are shown."""
 
     def __init__(self, b: Any, loss_fn: Loss) -> None:
         self.b, self.loss_fn, self.xp = b, loss_fn, b.xp
-        self.loss_sum = 0.0
+        self.loss_sum: Any = 0.0
         self.correct = self.xp.zeros((), dtype=np.int64)
         self.count = 0
 
-    def add(self, loss: float, logits: Any, targets: Any) -> None:
+    def add(self, loss: Any, logits: Any, targets: Any) -> None:
+        """Add a batch; ``loss`` is its mean loss, a host float or a 0-d backend array."""
         n = logits.shape[0]
-        self.loss_sum += loss * n
+        self.loss_sum = self.loss_sum + (loss if isinstance(loss, float) else loss.astype(np.float64)) * n
         self.count += n
         if self.loss_fn.classification:
             if logits.shape[1] > 1 and targets.ndim == 1:
@@ -75,24 +91,38 @@ class _Metrics:
 
     def merge_ranks(self, dp: DataParallel) -> None:
         """Sum loss, count and hits over the ranks of a data-parallel job."""
-        self.loss_sum, count, correct = dp.sum(self.loss_sum, self.count, int(self.correct))
-        self.count, self.correct = int(count), int(correct)
+        loss_sum, correct = self._host_sums()
+        self.loss_sum, count, correct = dp.sum(loss_sum, self.count, correct)
+        self.count, self.correct = int(count), self.xp.asarray(int(correct), dtype=np.int64)
+
+    def _host_sums(self) -> tuple[float, float]:
+        """(loss sum, hits) as host numbers, in one readback."""
+        loss_sum, correct = self.loss_sum, 0.0
+        if self.loss_fn.classification or not isinstance(loss_sum, float):
+            both = self.xp.stack([self.xp.asarray(loss_sum, dtype=np.float64), self.correct.astype(np.float64)])
+            loss_sum, correct = (float(v) for v in self.b.to_numpy(both))
+        return loss_sum, correct
 
     def result(self, prefix: str = "") -> dict[str, float]:
-        out = {f"{prefix}loss": self.loss_sum / max(self.count, 1)}
+        loss_sum, correct = self._host_sums()
+        out = {f"{prefix}loss": loss_sum / max(self.count, 1)}
         if self.loss_fn.classification:
-            out[f"{prefix}accuracy"] = int(self.correct) / max(self.count, 1)
+            out[f"{prefix}accuracy"] = int(correct) / max(self.count, 1)
         return out
 
 
-def _finite_step(b: Any, loss: Any, optimizer: Optimizer) -> tuple[float, bool]:
-    """(loss as float, whether loss and gradients are all finite) with one host sync."""
+def _step_readback(b: Any, loss: Any, optimizer: Optimizer) -> tuple[float, bool, float | None]:
+    """(loss as float, whether loss and gradients are all finite, the global gradient norm when the
+    optimizer clips, else None), read back in one host sync."""
     optimizer.arena.write_pending_zeros()
     g = optimizer.arena.grad
-    loss_value, probe = (float(v) for v in b.to_numpy(b.xp.stack([loss.astype(g.dtype), g.sum()])))
-    if math.isfinite(loss_value) and math.isfinite(probe):
-        return loss_value, True
-    return loss_value, math.isfinite(loss_value) and bool(b.xp.isfinite(g).all())  # a huge sum is not a NaN
+    clips = optimizer.max_grad_norm is not None
+    probe = g @ g if clips else g.sum()  # NaN or Inf when any gradient is (or when huge: checked below)
+    loss_value, probe_value = (float(v) for v in b.to_numpy(b.xp.stack([loss.astype(g.dtype), probe])))
+    norm = math.sqrt(probe_value) if clips and probe_value >= 0 else None
+    if math.isfinite(loss_value) and math.isfinite(probe_value):
+        return loss_value, True, norm
+    return loss_value, math.isfinite(loss_value) and bool(b.xp.isfinite(g).all()), norm
 
 
 def _explain_out_of_memory(fn: Callable[..., History]) -> Callable[..., History]:
@@ -174,11 +204,13 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
             for kept, buf in zip(last_finite, buffers):
                 kept[...] = buf
             logits = model.forward(xb, train=True)
-            loss, dlogits = loss_fn.forward_backward(logits, yb)
+            loss, dlogits = loss_fn.forward_backward(logits, yb, checked=True)
             model.backward(dlogits, overwrite_dy=True)
             if dp is not None:
                 dp.reduce_gradients()
-            loss_value, finite = _finite_step(b, loss + optimizer.penalty(), optimizer)
+            if optimizer.l1 or optimizer.l2:
+                loss = loss + optimizer.penalty()
+            loss_value, finite, grad_norm = _step_readback(b, loss, optimizer)
             if dp is not None:
                 finite, bad_ranks = dp.agree(loss_value, finite, buffers)
             if not finite:
@@ -193,13 +225,13 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
                                          "parameters and buffers keep their last finite values")
                 history.skipped_steps += 1
                 continue
-            if dp is None:
-                optimizer.step()
-            else:
-                optimizer.step(grad_scale=dp.grad_scale)  # the 1/size of the mean over the ranks
+            step_args: dict[str, float] = {} if grad_norm is None else {"grad_norm": grad_norm}
+            if dp is not None:
+                step_args["grad_scale"] = dp.grad_scale  # the 1/size of the mean over the ranks
+            optimizer.step(**step_args)  # plain step() otherwise, as wrappers of step() expect
             optimizer.zero_grad()
             metrics.add(loss_value, logits, yb)
-            bar.update(metrics.count * world, metrics.result())
+            bar.update(metrics.count * world, metrics.result)
         if dp is not None:
             metrics.merge_ranks(dp)
         result = {**metrics.result(), "lr": optimizer.lr}
@@ -239,8 +271,8 @@ def evaluate(model: Sequential, loss_fn: Loss, X: Any, y: Any, *, batch_size: in
     for start in range(0, Xd.shape[0], batch_size):
         xb, yb = Xd[start:start + batch_size], yd[start:start + batch_size]
         logits = model.forward(xb, train=False)
-        loss, _ = loss_fn.forward_backward(logits, yb)
-        metrics.add(float(loss), logits, yb)
+        loss, _ = loss_fn.forward_backward(logits, yb, checked=True)
+        metrics.add(loss, logits, yb)  # summed on the device: one host sync for the whole pass
     return metrics.result(prefix)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 
@@ -17,12 +18,14 @@ class ProgressBar:
         self.total, self.width = max(total, 1), width
         self.start = self._last_draw = time.perf_counter()
 
-    def update(self, done: int, metrics: dict[str, float]) -> None:
-        """Redraw in place (terminals only, at most ~10 times a second)."""
+    def update(self, done: int, metrics: dict[str, float] | Callable[[], dict[str, float]]) -> None:
+        """Redraw in place (terminals only, at most ~10 times a second). ``metrics`` may be a function
+        that computes them: it runs only when the bar draws (reading them may wait for a device)."""
         now = time.perf_counter()
         if not self.tty or (now - self._last_draw < 0.1 and done < self.total):
             return
         self._last_draw = now
+        metrics = metrics() if callable(metrics) else metrics
         filled = int(self.width * done / self.total)
         bar = "#" * filled + "-" * (self.width - filled)
         self.stream.write(f"\r{self.prefix} [{bar}] {self._describe(done, metrics)}")
