@@ -154,11 +154,23 @@ class DeviceArray:
     def __setitem__(self, index: Any, value: Any) -> None:
         self._a[_unwrap(index)] = _unwrap(value)
 
+    def set(self, arr: np.ndarray, stream: Any = None) -> None:
+        """Copy a host array of the same shape and dtype in, as cupy.ndarray.set does."""
+        if not isinstance(arr, np.ndarray) or arr.shape != self._a.shape or arr.dtype != self._a.dtype:
+            raise ValueError("set takes a host array of the same shape and dtype")
+        np.copyto(self._a, arr)
+
     # ----------------------------------------------------------------- reads back to the host: syncs
 
-    def get(self) -> np.ndarray:
+    def get(self, stream: Any = None, order: str = "C", out: np.ndarray | None = None) -> np.ndarray:
+        """Copy to the host, as cupy.ndarray.get does (into ``out`` when given: same shape and dtype)."""
         SYNCS.record("get")
-        return self._a.copy()
+        if out is None:
+            return self._a.copy(order=order)
+        if not isinstance(out, np.ndarray) or out.shape != self._a.shape or out.dtype != self._a.dtype:
+            raise ValueError("out must be a host array of the same shape and dtype")
+        np.copyto(out, self._a)
+        return out
 
     def item(self) -> Any:
         SYNCS.record("item")
