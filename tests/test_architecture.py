@@ -26,7 +26,9 @@ ALLOWED = {
     "training": {"nn", "optim", "backend", "kernels", "checks", "registry"},
     "decomposition": {"nn", "optim", "backend", "kernels", "checks", "registry"},
     "checkpoint": {"nn", "optim", "backend", "kernels", "checks", "registry"},
-    "cli": {"training", "decomposition", "checkpoint", "data", "nn", "optim", "backend", "kernels", "checks",
+    "sklearn": {"training", "decomposition", "nn", "optim", "backend", "kernels", "checks", "registry"},
+    "export": {"checkpoint", "nn", "backend", "kernels", "checks", "registry"},
+    "cli": {"training", "decomposition", "export", "checkpoint", "data", "nn", "optim", "backend", "kernels", "checks",
             "registry"},
 }
 TOP = {"__init__", "__main__"}  # the public face and the entry point may import every room
