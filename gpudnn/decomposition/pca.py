@@ -41,7 +41,9 @@ than device memory can be streamed through ``fit_batched``.
 
 from __future__ import annotations
 
+import functools
 import math
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -62,6 +64,14 @@ _MODEL = ("components_", "explained_variance_", "explained_variance_ratio_", "si
 
 class NotFittedError(ValueError, AttributeError):
     """A PCA method that needs a fitted model was called before fit (as in scikit-learn)."""
+
+
+@functools.cache
+def _not_fitted_error(sklearn_error: type | None) -> type:
+    """gpudnn's NotFittedError, also scikit-learn's when scikit-learn is loaded (catching either works)."""
+    if sklearn_error is None:
+        return NotFittedError
+    return type("NotFittedError", (NotFittedError, sklearn_error), {"__module__": __name__})
 
 
 class PCA:
@@ -296,7 +306,9 @@ class PCA:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "components_"):
-            raise NotFittedError("this PCA instance is not fitted yet; call fit, partial_fit or fit_batched first")
+            sklearn_exceptions = sys.modules.get("sklearn.exceptions")
+            error = _not_fitted_error(getattr(sklearn_exceptions, "NotFittedError", None))
+            raise error("this PCA instance is not fitted yet; call fit, partial_fit or fit_batched first")
 
     def _fitted_input(self, X: Any, inverse: bool = False) -> tuple[Any, bool]:
         """X on the model's backend, checked against n_features_in_ (n_components_ when ``inverse``)."""
