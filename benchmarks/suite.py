@@ -12,8 +12,9 @@ SUITES = {
     "kernels": ("bench_activations", "bench_losses", "bench_optim", "bench_norm"),
     "mlp": ("bench_mlp",),
     "pca": ("bench_pca",),
+    "sklearn": ("bench_sklearn",),
 }
-SUITES["all"] = SUITES["kernels"] + SUITES["mlp"] + SUITES["pca"]
+SUITES["all"] = SUITES["kernels"] + SUITES["mlp"] + SUITES["pca"] + SUITES["sklearn"]
 
 
 def _print(name: str, result: dict[str, Any]) -> None:

@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(run=export_job)
 
     bn = sub.add_parser("bench", help="benchmarks against NumPy/PyTorch/scikit-learn (from a source checkout)")
-    bn.add_argument("suite", choices=("kernels", "mlp", "pca", "all"), nargs="?", default="kernels")
+    bn.add_argument("suite", choices=("kernels", "mlp", "pca", "sklearn", "all"), nargs="?", default="kernels")
     bn.add_argument("--quick", action="store_true", help="small shapes, a smoke run")
     bn.add_argument("--json", default=None, help="also write the results to this JSON file")
     bn.set_defaults(run=bench_job)

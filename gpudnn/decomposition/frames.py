@@ -17,7 +17,7 @@ def column_names(X: Any) -> np.ndarray | None:
     columns = getattr(X, "columns", None)
     if columns is None:
         return None
-    names = np.asarray([str(c) if isinstance(c, str) else c for c in columns], dtype=object)
+    names = np.asarray(list(columns), dtype=object)
     return names if len(names) and all(isinstance(n, str) for n in names) else None
 
 

@@ -135,10 +135,6 @@ class BaseMLP(BaseEstimator):
 
     # ---------------------------------------------------------------- training
 
-    def _validate(self, X: Any, reset: bool) -> np.ndarray:
-        return validate_data(self, X, reset=reset, dtype=np.dtype(self.dtype), ensure_min_samples=1 if not reset
-                             else 2 if self.early_stopping else 1)
-
     def fit(self, X: Any, y: Any) -> BaseMLP:
         """Train a fresh network for up to ``max_iter`` epochs on X (n_samples, n_features) and y."""
         self._check_params()
@@ -203,8 +199,7 @@ class BaseMLP(BaseEstimator):
     def _outputs(self, X: Any) -> np.ndarray:
         """The network's raw outputs (n_samples, n_outputs) for X, checked against the fit."""
         check_is_fitted(self, "model_")
-        X = self._validate(X, reset=False)
-        return predict(self.model_, X)
+        return predict(self.model_, validate_data(self, X, reset=False, dtype=np.dtype(self.dtype)))
 
     # ---------------------------------------------------------------- pickling
 
