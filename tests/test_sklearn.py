@@ -112,6 +112,11 @@ def test_early_stopping_uses_a_validation_split():
     clf = MLPClassifier((16,), early_stopping=True, n_iter_no_change=3, max_iter=200, random_state=0).fit(X, y)
     assert clf.n_iter_ < 200 and len(clf.validation_scores_) == clf.n_iter_
     assert clf.best_validation_score_ == max(clf.validation_scores_)
+    reg = MLPRegressor((8,), early_stopping=True, n_iter_no_change=3, max_iter=20, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg.fit(X, y.astype(float))
+    assert reg.best_validation_score_ == min(reg.validation_scores_)  # a validation MSE: lower is better
 
 
 def test_bad_input_is_named():

@@ -176,9 +176,9 @@ class BaseMLP(BaseEstimator):
         self.loss_curve_ += history["loss"]
         self.loss_ = self.loss_curve_[-1]
         self.n_iter_ += len(history.epochs)
-        if validation is not None:
+        if validation is not None:  # validation accuracy (classifier, higher is better) or MSE (regressor)
             self.validation_scores_ = history[stopper.monitor]
-            self.best_validation_score_ = max(self.validation_scores_)
+            self.best_validation_score_ = (max if stopper.sign < 0 else min)(self.validation_scores_)
         self.best_loss_ = min(self.loss_curve_)
         if epochs > 1 and not history.stopped_early:
             warnings.warn(f"{type(self).__name__}: max_iter={self.max_iter} reached and the optimization has not "
