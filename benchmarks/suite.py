@@ -13,8 +13,9 @@ SUITES = {
     "kernels": ("bench_activations", "bench_losses", "bench_optim", "bench_norm"),
     "mlp": ("bench_mlp",),
     "pca": ("bench_pca",),
+    "sklearn": ("bench_sklearn",),
 }
-SUITES["all"] = SUITES["kernels"] + SUITES["mlp"] + SUITES["pca"]
+SUITES["all"] = SUITES["kernels"] + SUITES["mlp"] + SUITES["pca"] + SUITES["sklearn"]
 SUITES["distributed"] = ("bench_distributed",)  # starts its own ranks with mpiexec; not part of "all"
 
 

@@ -19,6 +19,7 @@ from .backend import (
 from .backend.precompile import precompile
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .decomposition import PCA, Autoencoder, encoder_layers, pca_layer
+from .export import export_onnx, load_safetensors, load_torch_weights, save_safetensors
 from .files import SaveError
 from .nn import (
     Activation,
@@ -59,7 +60,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Activation", "Adam", "AdamW", "Autoencoder", "Backend", "BackendUnavailableError", "BatchNorm1d",
     "BinaryCrossEntropy", "Checkpoint", "CheckpointError", "Constant", "Cosine", "Dense", "DeviceMemoryError",
-    "Dropout", "EarlyStopping", "evaluate", "fit", "free_memory", "get_backend", "History", "Layer",
+    "Dropout", "EarlyStopping", "evaluate", "export_onnx", "load_safetensors", "load_torch_weights",
+    "save_safetensors", "fit", "free_memory", "get_backend", "History", "Layer",
     "LayerNorm", "load_checkpoint", "MSELoss", "NonFiniteError", "Optimizer", "Parameter", "PCA",
     "precompile", "predict", "RMSprop", "SaveError", "save_checkpoint", "seed", "selection_reason", "Sequential",
     "set_backend", "SGD", "SoftmaxCrossEntropy", "StepDecay", "use_backend", "WarmUp", "__version__",

@@ -29,8 +29,10 @@ ALLOWED = {
     "distributed": {"nn", "optim", "backend", "kernels", "checks", "registry"},
     "decomposition": {"nn", "optim", "backend", "kernels", "checks", "registry"},
     "checkpoint": {"nn", "optim", "backend", "kernels", "checks", "registry", "files"},
-    "cli": {"training", "distributed", "decomposition", "checkpoint", "data", "nn", "optim", "backend", "kernels",
-            "checks", "registry", "files"},
+    "sklearn": {"training", "decomposition", "nn", "optim", "backend", "kernels", "checks", "registry"},
+    "export": {"checkpoint", "nn", "backend", "kernels", "checks", "registry", "files"},
+    "cli": {"training", "distributed", "decomposition", "export", "checkpoint", "data", "nn", "optim", "backend",
+            "kernels", "checks", "registry", "files"},
 }
 TOP = {"__init__", "__main__"}  # the public face and the entry point may import every room
 

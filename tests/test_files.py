@@ -88,6 +88,10 @@ def test_check_outputs_skips_absent_options_and_refuses_a_shared_file(tmp_path):
     (["pca", "--plot", "/no/such/dir/p.png"], "--plot /no/such/dir/p.png: folder"),
     (["autoencoder", "--plot", "/no/such/dir/a.png"], "--plot /no/such/dir/a.png: folder"),
     (["bench", "--json", "/no/such/dir/b.json"], "--json /no/such/dir/b.json: folder"),
+    (["compare", "--plot", "/no/such/dir/c.png"], "--plot /no/such/dir/c.png: folder"),
+    (["compare", "--table", "/no/such/dir/t.md"], "--table /no/such/dir/t.md: folder"),
+    (["export", "--model", "m.npz", "--onnx", "/no/such/dir/m.onnx"], "--onnx /no/such/dir/m.onnx: folder"),
+    (["export", "--model", "m.npz", "--safetensors", "TMP"], "is a folder, expected a file name"),
 ])
 def test_every_writing_command_checks_its_outputs_before_any_work(args, message, tmp_path):
     args = [str(tmp_path) if a == "TMP" else a for a in args]

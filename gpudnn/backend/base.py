@@ -33,6 +33,12 @@ class Backend:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} dtype={self.dtype}>"
 
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        """Pickled as its kind: unpickling gives this process's backend of that kind (so models pickle)."""
+        from .select import backend
+
+        return backend, (self.name,)
+
     # ----------------------------------------------------------------- arrays
 
     def is_array(self, a: Any) -> bool:

@@ -10,6 +10,7 @@ from ..nn.mlp import NORMS
 from ..optim import Optimizer
 from .bench import bench_job
 from .decomposition import autoencoder_job, pca_job
+from .export import export_job
 from .info import info_job
 from .options import add_compare_parser, add_optimizer_knobs, add_reduction_options
 from .train import evaluate_job, predict_job, train_job
@@ -101,8 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_compare_parser(sub)
 
+    x = sub.add_parser("export", help="a saved model as ONNX and/or PyTorch-named safetensors weights")
+    x.add_argument("--model", required=True, help="checkpoint written by train --save")
+    x.add_argument("--onnx", default=None, help="write an ONNX model here (needs gpudnn[onnx])")
+    x.add_argument("--safetensors", default=None, help="write torch.nn.Sequential weights here (gpudnn[torch-io])")
+    x.add_argument("--softmax", action="store_true", help="end the ONNX graph with a softmax (probabilities)")
+    x.add_argument("--no-scaling", action="store_true",
+                   help="export the network as trained, on standardized inputs (default: takes raw features)")
+    x.set_defaults(run=export_job)
+
     bn = sub.add_parser("bench", help="benchmarks against NumPy/PyTorch/scikit-learn (from a source checkout)")
-    bn.add_argument("suite", choices=("kernels", "mlp", "pca", "all", "distributed", "ptx"), nargs="?",
+    bn.add_argument("suite", choices=("kernels", "mlp", "pca", "sklearn", "all", "distributed", "ptx"), nargs="?",
                     default="kernels",
                     help="ptx: every CUDA kernel through NVVM and ptxas (registers, spills, instructions; no GPU)")
     bn.add_argument("--quick", action="store_true", help="small shapes, a smoke run")

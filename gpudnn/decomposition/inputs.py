@@ -20,6 +20,8 @@ def as_data(b: Backend, X: Any, name: str) -> tuple[Any, bool, bool]:
     elif hasattr(X, "__cuda_array_interface__"):
         raise TypeError(f"{name} is a device array ({type(X).__module__}.{type(X).__name__}) but this PCA runs "
                         f"on the {b.name!r} backend; transfer it explicitly (e.g. {name}.get())")
+    elif hasattr(X, "toarray") and hasattr(X, "nnz"):
+        raise TypeError(f"{name} is a sparse matrix ({type(X).__name__}); PCA needs dense data: pass {name}.toarray()")
     else:
         try:
             a = np.asarray(X)
@@ -28,13 +30,20 @@ def as_data(b: Backend, X: Any, name: str) -> tuple[Any, bool, bool]:
         host = True
     fresh = False
     if a.dtype not in (np.float32, np.float64):
+        if a.dtype.kind == "c":
+            raise ValueError(f"Complex data not supported: {name} has dtype {a.dtype}; PCA needs real numbers")
+        if a.dtype.kind == "O":  # numbers held as objects convert; anything else raises TypeError
+            a = a.astype(np.float64)
         if a.dtype.kind not in "biuf":
             raise TypeError(f"{name} must hold real numbers; got dtype {a.dtype}")
         a, fresh = a.astype(np.float64), True
     if a.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_features); got shape {tuple(a.shape)}")
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features); got shape {tuple(a.shape)}. Reshape your "
+                         f"data with {name}.reshape(-1, 1) for a single feature or {name}.reshape(1, -1) for a "
+                         "single sample")
     if a.shape[1] == 0:
-        raise ValueError(f"{name} has 0 features; PCA needs at least 1")
+        raise ValueError(f"{name} has 0 feature(s) (shape={tuple(a.shape)}) while a minimum of 1 is required "
+                         "by PCA")
     if host and b.xp is not np:
         a, fresh = b.asarray(a), True
     return a, host, fresh

@@ -38,7 +38,8 @@ class StreamingMoments:
         """``(X, fresh)`` for a batch (n, d) on this backend: its feature count checked, cast to the
         moments' dtype (``fresh``: whether X is a private copy, which a cast makes it)."""
         if X.shape[1] != self.n_features:
-            raise ValueError(f"{name} has {X.shape[1]} features, but PCA was fitted with {self.n_features}")
+            raise ValueError(f"{name} has {X.shape[1]} features, but PCA is expecting {self.n_features} features as "
+                             "input")
         if X.dtype != self.dtype:
             return X.astype(self.dtype), True
         return X, fresh

@@ -41,7 +41,9 @@ than device memory can be streamed through ``fit_batched``.
 
 from __future__ import annotations
 
+import functools
 import math
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -50,17 +52,26 @@ import numpy as np
 from .. import checks
 from ..backend import get_backend
 from ..backend.base import Backend
+from .frames import OUTPUTS, check_names, column_names, output_kind, wrap
 from .inputs import as_data, raise_not_finite
 from .linalg import flip_signs, gaussian_log_likelihood, ppca_covariance, ppca_precision, randomized_svd
 from .moments import StreamingMoments
 from .params import PARAMS, check_k, check_params, choose_solver, resolve_k
 
 _MODEL = ("components_", "explained_variance_", "explained_variance_ratio_", "singular_values_", "mean_",
-          "n_components_", "n_samples_", "noise_variance_", "_fit_svd_solver")
+          "n_components_", "n_samples_", "noise_variance_", "_fit_svd_solver", "feature_names_in_")
 
 
 class NotFittedError(ValueError, AttributeError):
     """A PCA method that needs a fitted model was called before fit (as in scikit-learn)."""
+
+
+@functools.cache
+def _not_fitted_error(sklearn_error: type | None) -> type:
+    """gpudnn's NotFittedError, also scikit-learn's when scikit-learn is loaded (catching either works)."""
+    if sklearn_error is None:
+        return NotFittedError
+    return type("NotFittedError", (NotFittedError, sklearn_error), {"__module__": __name__})
 
 
 class PCA:
@@ -103,6 +114,33 @@ class PCA:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults[k])
         return f"PCA({args})"
 
+    def set_output(self, *, transform: str | None = None) -> PCA:
+        """The container ``transform`` and ``fit_transform`` return for host data: "default" (NumPy),
+        "pandas" or "polars" (columns ``get_feature_names_out()``); None: scikit-learn's global setting."""
+        if transform is not None:
+            checks.choice("transform", transform, OUTPUTS)
+        self._sklearn_output_config = {"transform": transform}  # the name scikit-learn's clone carries over
+        return self
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the output columns: "pca0", "pca1", ... (object array, as scikit-learn)."""
+        self._check_fitted()
+        if input_features is not None:
+            expected = getattr(self, "feature_names_in_", None)
+            given = np.asarray(input_features, dtype=object)
+            if len(given) != self.n_features_in_ or (expected is not None and (given != expected).any()):
+                raise ValueError(f"input_features {list(given)} are not the {self.n_features_in_} features PCA was "
+                                 "fitted with")
+        return np.asarray([f"pca{i}" for i in range(self.n_components_)], dtype=object)
+
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn's description of this estimator (a transformer of dense float data)."""
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False),
+                    transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
+                    input_tags=InputTags(two_d_array=True))
+
     # ------------------------------------------------------------- fitting
 
     def fit(self, X: Any, y: Any = None) -> PCA:
@@ -112,20 +150,22 @@ class PCA:
 
     def fit_transform(self, X: Any, y: Any = None) -> Any:
         """Fit on X and return its projection (n_samples, n_components_), as the kind of array given."""
-        return self._out(*self._fit(X, project=True))
+        Y, host = self._fit(X, project=True)
+        return self._framed(self._out(Y, host), host, X)
 
     def _fit(self, X: Any, project: bool) -> tuple[Any, bool]:
         """Fit; return (the projection of X when ``project`` else None, whether X was host data)."""
         check_params(self)
         b = get_backend()
         xp = b.xp
+        X_given = X
         X, host, fresh = as_data(b, X, "X")
         n, d = X.shape
         if n < 2:
             raise ValueError(f"X has {n} sample(s); PCA needs at least 2")
         solver = choose_solver(self.svd_solver, self.n_components, n, d)
         check_k(self.n_components, n, d, solver)
-        self._start(b, d, X.dtype)
+        self._start(b, d, X.dtype, column_names(X_given))
         inplace = fresh or not self.copy
         if solver == "covariance_eigh":
             Xc = self._moments.add(X, inplace, "X")
@@ -207,16 +247,21 @@ class PCA:
         on the current backend; later ones are held to its dtype and feature count."""
         if first:
             b = get_backend()
+            names = column_names(X)
             X, _, fresh = as_data(b, X, name)
-            self._start(b, X.shape[1], X.dtype)
+            self._start(b, X.shape[1], X.dtype, names)
             return X, fresh
+        check_names("PCA", getattr(self, "feature_names_in_", None), X)
         X, _, fresh = as_data(self._backend, X, name)
         return self._moments.conform(X, fresh, name)
 
-    def _start(self, b: Backend, d: int, dtype: Any) -> None:
-        """Forget any previous fit and the accumulated moments; bind the model to backend ``b``."""
+    def _start(self, b: Backend, d: int, dtype: Any, names: np.ndarray | None = None) -> None:
+        """Forget any previous fit and the accumulated moments; bind the model to backend ``b``
+        (``names``: the data's column names, kept as ``feature_names_in_``)."""
         for name in _MODEL:
             self.__dict__.pop(name, None)
+        if names is not None:
+            self.feature_names_in_ = names
         self._backend = b
         self._dtype = np.dtype(dtype)
         self.n_features_in_ = d
@@ -261,20 +306,29 @@ class PCA:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "components_"):
-            raise NotFittedError("this PCA instance is not fitted yet; call fit, partial_fit or fit_batched first")
+            sklearn_exceptions = sys.modules.get("sklearn.exceptions")
+            error = _not_fitted_error(getattr(sklearn_exceptions, "NotFittedError", None))
+            raise error("this PCA instance is not fitted yet; call fit, partial_fit or fit_batched first")
 
     def _fitted_input(self, X: Any, inverse: bool = False) -> tuple[Any, bool]:
         """X on the model's backend, checked against n_features_in_ (n_components_ when ``inverse``)."""
         self._check_fitted()
+        if not inverse:
+            check_names("PCA", getattr(self, "feature_names_in_", None), X)
         X, host, _ = as_data(self._backend, X, "X")
         width = self.n_components_ if inverse else self.n_features_in_
         if X.shape[1] != width:
-            what = "the model has n_components_ =" if inverse else "PCA was fitted with"
-            raise ValueError(f"X has {X.shape[1]} features, but {what} {width}")
+            what = "the model has n_components_ =" if inverse else "PCA is expecting"
+            raise ValueError(f"X has {X.shape[1]} features, but {what} {width} features as input")
         return X, host
 
     def _out(self, Y: Any, host: bool) -> Any:
         return self._backend.to_numpy(Y) if host else Y
+
+    def _framed(self, Y: Any, host: bool, X: Any) -> Any:
+        """Host output of transform/fit_transform in the container ``set_output`` chose."""
+        kind = output_kind(getattr(self, "_sklearn_output_config", {}).get("transform")) if host else "default"
+        return wrap(Y, kind, list(self.get_feature_names_out()), X) if kind != "default" else Y
 
     def _check_output(self, Y: Any, X: Any) -> Any:
         """Non-finite outputs come from non-finite inputs (or overflow): raise instead of returning them."""
@@ -299,10 +353,11 @@ class PCA:
         Returns the kind of array given (see the module docstring); float32 X with a float32
         model gives float32, float64 X gives float64.
         """
+        X_given = X
         X, host = self._fitted_input(X)
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite results raise in _check_output
             Y = self._project(X, centered=False)
-        return self._out(self._check_output(Y, X), host)
+        return self._framed(self._out(self._check_output(Y, X), host), host, X_given)
 
     def inverse_transform(self, X: Any) -> Any:
         """Map projections (n_samples, n_components_) back: ``X @ W + mean_`` with ``W = components_``,
