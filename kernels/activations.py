@@ -7,7 +7,8 @@ Every scalar function takes ``(value, alpha)`` so a kernel can call any of them 
 Its constants carry the dtype, so float32 kernels compute in float32 (a float64 literal would
 promote every operation). Float32 CPU kernels use polynomial exp/tanh/erfc that LLVM vectorises
 (``math.exp`` is a scalar libm call; softplus's log1p still is one); float64 and CUDA use the math
-library.
+library, except the float64 CUDA softplus, which takes log1p through log (``_log1p_unit``: libdevice's
+log1p needs more registers than the elementwise kernels' 32).
 
 The formulas are the numerically stable ones, finite and accurate for any finite input (tested
 to |z| = 1e30 in float32 and float64, with no overflow warnings), and NaN propagates through every
@@ -73,10 +74,23 @@ def activation_code(activation: str | int | None) -> int:
     raise ValueError(f"activation must be one of {sorted(CODES)}, got {activation!r}")
 
 
-def _build(jit: Callable, dtype: Any, exp: Callable, tanh: Callable, erfc: Callable):
+def _log1p_unit(u):
+    """log(1 + u) for a float64 ``u`` in [0, 1] through log, for the float64 CUDA softplus (libdevice's
+    log1p alone needs more registers than an elementwise kernel's 32).
+
+    w = 1 + u rounds; w - 1 is then exact (w is in [1, 2]) and (u - (w - 1)) / w restores the rounding
+    error to first order. 1/w is taken as 2 - w, off by (w - 1)**2 / w, which moves the result by under
+    an ulp. Exact for u = 0 and below the rounding of 1 + u (w = 1 gives u); NaN propagates.
+    """
+    w = 1.0 + u
+    return math.log(w) + (u - (w - 1.0)) * (2.0 - w)
+
+
+def _build(jit: Callable, dtype: Any, exp: Callable, tanh: Callable, erfc: Callable, log1p: Callable = math.log1p):
     """Compile the scalar maths for ``dtype`` with ``jit``: (forward, derivative from z, derivative from y).
 
-    ``exp``/``tanh``/``erfc`` are the elementary functions to use (libm's, or the float32 polynomials).
+    ``exp``/``tanh``/``erfc`` are the elementary functions to use (libm's, or the float32 polynomials);
+    ``log1p``, softplus's, is only called on [0, 1].
     """
     F = np.dtype(dtype).type
     ZERO, HALF, ONE, TWO, FOUR = F(0), F(0.5), F(1), F(2), F(4)
@@ -136,7 +150,7 @@ def _build(jit: Callable, dtype: Any, exp: Callable, tanh: Callable, erfc: Calla
 
     @jit
     def softplus(z, alpha):
-        return (z if z > ZERO else ZERO) + math.log1p(exp(-abs(z)))
+        return (z if z > ZERO else ZERO) + log1p(exp(-abs(z)))
 
     @jit
     def d_identity(z, alpha):
@@ -257,7 +271,9 @@ def cuda_scalars(dtype: Any = np.float64):
     """
     from ._common import device_jit
 
-    return _build(device_jit(), dtype, math.exp, math.tanh, math.erfc)
+    jit = device_jit()
+    log1p = jit(_log1p_unit) if np.dtype(dtype) == np.float64 else math.log1p
+    return _build(jit, dtype, math.exp, math.tanh, math.erfc, log1p)
 
 
 # --------------------------------------------------------------------------- references

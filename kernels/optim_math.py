@@ -147,7 +147,10 @@ def _rmsprop_element(jit: Callable, centered: bool, use_buf: bool) -> Callable:
         if use_buf:
             d = momentum * arrays[buf_index][i] + d
             arrays[buf_index][i] = d
-        arrays[0][i] = p * decay - lr * d
+        # param is read again rather than kept from above: no state array overlaps it (kernels.optim
+        # checks), and holding p across the sqrt and the division takes the float64 kernel with
+        # momentum past 32 registers
+        arrays[0][i] = arrays[0][i] * decay - lr * d
 
     return element
 

@@ -31,13 +31,14 @@ from .variants import CudaVariant, cuda_variants
 
 # Registers per thread allowed for each kind of kernel (variants.CudaVariant.kind), (float32, float64).
 # An SM has 64K registers: 32 per thread lets it hold its full 2048 threads (Hopper, Ampere), 40 1536,
-# 48 1280 and 56 1152. Float32 elementwise, loss and optimizer kernels are memory-bound: they need every
-# thread to keep loads in flight, so 32. Row and column kernels reduce through shared memory and
+# 48 1280 and 56 1152. Elementwise and optimizer kernels (both dtypes) and float32 loss kernels are
+# memory-bound: they need every thread to keep loads in flight, so 32 (the float64 softplus takes its
+# log1p through log to fit, see activations). Row and column kernels reduce through shared memory and
 # barriers, and loop over a row or a strip with more live values: 48. A float64 value takes two
-# registers, and libdevice's float64 exp/log1p/erfc more: 8 more each, 40 for elementwise ones.
+# registers, and libdevice's float64 functions more: float64 loss kernels get 48, row kernels 56.
 REGISTER_BOUNDS: dict[str, tuple[int, int]] = {
-    "elementwise": (32, 40),
-    "optimizer": (32, 40),
+    "elementwise": (32, 32),
+    "optimizer": (32, 32),
     "reduction": (32, 48),
     "column": (48, 48),
     "row": (48, 56),

@@ -83,6 +83,18 @@ def test_float32_elementwise_and_optimizer_kernels_fit_32_registers(compiled: di
             assert k["registers"] <= 32, k["label"]
 
 
+@needs_toolchain
+def test_float64_elementwise_and_optimizer_kernels_fit_32_registers(compiled: dict) -> None:
+    for arch in ("sm_90", "sm_80"):
+        assert compiled[arch]["register_bounds"]["elementwise"]["float64"] == 32
+        assert compiled[arch]["register_bounds"]["optimizer"]["float64"] == 32
+        fp64 = [k for k in compiled[arch]["kernels"]
+                if k["variant"].startswith("float64") and k["kind"] in ("elementwise", "optimizer")]
+        assert {k["variant"] for k in fp64} >= {"float64 softplus", "float64 softplus keep_z",
+                                                 "float64 plain momentum", "float64 centered momentum"}
+        assert all(k["registers"] <= 32 and not k["spill_stores"] and not k["spill_loads"] for k in fp64), arch
+
+
 def test_the_counts_see_what_the_rules_forbid() -> None:
     sample = """
         div.s64 %rd5, %rd3, %rd4;
