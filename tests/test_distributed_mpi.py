@@ -101,6 +101,9 @@ def test_skips_and_bad_configurations_are_decided_on_every_rank(tmp_path):
         for rank, seen in enumerate(ranks(tmp_path, name)):
             assert seen["type"] == "DistributedError", (name, rank, seen)
             assert words in seen["message"] and "rank 1" in seen["message"], seen["message"]
+    failed0, failed1 = ranks(tmp_path, "save_failed")  # rank 0's epoch-end save fails: both stop, no hang
+    assert failed0["epochs"] == failed1["epochs"] == 1, (failed0, failed1)
+    assert "No space left" in failed0["stopped_by"] and "another rank" in failed1["stopped_by"], (failed0, failed1)
     norm0, norm1 = ranks(tmp_path, "buffers")
     for key in norm0:
         if key != "mask":

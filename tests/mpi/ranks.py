@@ -128,6 +128,15 @@ def main(scenario: str, out: Path, backend: str = "numpy") -> None:
         model, opt, X, y = problem(n=2 * B * STEPS_PER_EPOCH - ctx.rank)
         write(out, "lengths_differ", ctx.rank, **caught(lambda: gd.fit(model, loss, opt, X, y, epochs=1,
                                                                         batch_size=B, progress=False)))
+        model, opt, X, y = problem()
+
+        def disk_full_on_rank_0(epoch: int, metrics: dict) -> None:
+            if ctx.rank == 0:
+                raise OSError(28, "No space left on device")
+
+        history = gd.fit(model, loss, opt, X, y, epochs=3, batch_size=B, progress=False,
+                         on_epoch_end=disk_full_on_rank_0)
+        write(out, "save_failed", ctx.rank, epochs=len(history.epochs), stopped_by=str(history.stopped_by))
         gd.seed(5)
         norm = gd.Sequential(gd.Dense(5, 8, dtype=np.float64), gd.BatchNorm1d(8, dtype=np.float64),
                              gd.Activation("relu"), gd.Dropout(0.5), gd.Dense(8, 3, dtype=np.float64))
