@@ -16,7 +16,7 @@ from ..nn.losses import SoftmaxCrossEntropy
 from ..nn.mlp import build_mlp
 from ..optim import Optimizer
 from ..training import fit
-from .plots import check_plot_output
+from .plots import check_plot_output, comparison_curves
 from .reduction import Reduction
 from .train import train_job, write_json
 
@@ -114,8 +114,6 @@ def compare_job(*, optimizers: Sequence[str] = ("sgd", "momentum", "adam", "rmsp
         atomic_write(table, lambda f: f.write((text + "\n").encode()))
         print(f"table written to {table}")
     if plot:
-        from .plots import comparison_curves
-
         comparison_curves([(run["label"], run["variant"], run["reduce"], run["history"]) for run in runs], plot,
                           title=f"{dataset}: the same MLP ({','.join(map(str, hidden))}) trained each way, seed {seed}",
                           target_loss=target_loss)
