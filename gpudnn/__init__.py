@@ -3,6 +3,15 @@
 Importing gpudnn touches no GPU and compiles no kernel; both happen on first use.
 """
 
+import importlib.util as _importlib_util
+from pathlib import Path as _Path
+
+# gpudnn.kernels is the top-level kernels/ folder (pyproject.toml's package-dir): installed, it sits in the
+# package; in a source checkout run without installing (PYTHONPATH=.), it is found beside gpudnn/.
+if _importlib_util.find_spec(f"{__name__}.kernels") is None and \
+        (_Path(__file__).resolve().parents[1] / "kernels" / "__init__.py").is_file():
+    __path__.append(str(_Path(__file__).resolve().parents[1]))
+
 from . import distributed as distributed  # gd.distributed.init(), is_main(), ... (mpi4py loads on init)
 from .backend import (
     Backend,

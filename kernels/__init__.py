@@ -37,6 +37,7 @@ OP_MODULES: dict[str, str] = {
     "sgd_": "optim",
     "adam_": "optim",
     "rmsprop_": "optim",
+    "arena_sums": "arena",
 }
 
 

@@ -11,16 +11,16 @@ In place. An op may write its output over its input (``out=x``). Each side has o
 - CUDA: an output that may be its input comes after it in the kernel's argument list, and each
   element is read before it is written, by the thread that writes it. numba-cuda's simulator copies
   every array argument in and back in argument order, so the output's copy-back lands last.
+
+How CUDA kernels are declared (one explicit signature each) and launched is _launch's part.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import os
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple, TypeVar
 
@@ -38,12 +38,19 @@ from ._checks import (  # noqa: F401
     output,
 )
 
+# How CUDA kernels are declared and launched lives in _launch; kernel modules reach it as _common.<name> too.
+from ._launch import (  # noqa: F401
+    LAUNCHES,
+    cuda_kernel,
+    device_jit,
+    launch,
+    recording,
+    recording_launches,
+    simulator_enabled,
+)
+
 T = TypeVar("T")
 P = TypeVar("P")
-
-# Kernel launches so far, by implementation: "cpu" (calls of compiled CPU kernels, one per block of
-# rows where an op splits) and "cuda" (kernel launches). Read through Backend.launches.
-LAUNCHES: Counter[str] = Counter()
 
 # numba.njit options shared by the CPU kernels. Single-threaded on purpose: parallel Numba
 # kernels between multi-threaded BLAS calls fight over the cores (measured 3x slower steps).
@@ -56,16 +63,12 @@ NJIT_OPTIONS: dict[str, Any] = {
 }
 
 CUDA_BLOCK = 256  # threads per block for elementwise/grid-stride kernels
+MAX_BLOCKS = 4096  # blocks of a 1-D grid at most (grid_1d, row_launch): a few waves on any GPU
 
 # CPU kernels share work across threads only from this many elements up. Below it one thread is
 # faster (a hand-off costs tens of microseconds) and leaves the cores to BLAS, whose threads keep
 # spinning after a GEMM: in an MLP step the per-layer kernels stay single-threaded.
 PARALLEL_MIN_ELEMENTS = 1 << 22
-
-
-def simulator_enabled() -> bool:
-    """True when numba-cuda runs CUDA kernels in its CPU simulator (NUMBA_ENABLE_CUDASIM=1)."""
-    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 
 # --------------------------------------------------------------------------- one op, three ways
@@ -116,7 +119,7 @@ def three_ways(name: str, plan: Callable[..., P], ref: Callable[[P], Any], cpu: 
         return "NumPy arrays (use the cuda kernels for device arrays)" if is_device_array(a) else None
 
     def device_only(a: Any) -> str | None:
-        if isinstance(a, np.ndarray) and not simulator_enabled() and _RECORDING is None:
+        if isinstance(a, np.ndarray) and not simulator_enabled() and not recording():
             return "CuPy arrays on a GPU (use the cpu kernels for NumPy arrays)"
         return None
 
@@ -226,140 +229,8 @@ def over_row_blocks(fn: Callable[..., T], args: tuple[Any, ...], rows_in: tuple[
     return results + results_rest
 
 
-# --------------------------------------------------------------------------- CUDA launches
-
-
-@functools.cache
-def cuda():
-    """The numba.cuda module, imported on first use (so `import gpudnn` never touches a GPU).
-
-    numba's low-occupancy warning (grids under 128 blocks) is turned off: small models launch small
-    grids by design, and the warning on every launch would flood users' stderr."""
-    from numba import config
-    from numba import cuda as numba_cuda
-
-    config.CUDA_LOW_OCCUPANCY_WARNINGS = False
-
-    return numba_cuda
-
-
-def cuda_args(*arrays: Any) -> list[Any]:
-    """Kernel arguments without the per-argument stream sync numba does for foreign arrays.
-
-    Under the simulator NumPy arrays go in as they are, and device arrays (the CI stand-in for CuPy)
-    as NumPy views of their memory (simulated_memory). CuPy arrays are wrapped through
-    ``__cuda_array_interface__`` with ``sync=False``: we launch on CuPy's current stream, so
-    stream order already guarantees the producer has finished.
-    """
-    if simulator_enabled():
-        return [simulated_memory(a) if is_device_array(a) else a for a in arrays]
-    as_cuda = cuda().as_cuda_array
-    return [as_cuda(a, sync=False) if is_device_array(a) else a for a in arrays]
-
-
-class _HostInterface:
-    __slots__ = ("__array_interface__",)
-
-    def __init__(self, interface: dict[str, Any]) -> None:
-        self.__array_interface__ = interface
-
-
-def simulated_memory(a: Any) -> np.ndarray:
-    """A NumPy view of a device array's memory read through its ``__cuda_array_interface__``: what
-    numba-cuda's simulator, which takes only NumPy arrays, runs kernels on. Only where that memory is
-    host memory (the stand-in's), so only under the simulator."""
-    cai = a.__cuda_array_interface__
-    return np.asarray(_HostInterface({"shape": cai["shape"], "typestr": cai["typestr"], "data": cai["data"],
-                                      "strides": cai.get("strides"), "version": 3}))
-
-
-@functools.cache
-def _external_stream(ptr: int):
-    return cuda().external_stream(ptr)
-
-
-def current_stream():
-    """The numba stream for CuPy's current stream (0, the default stream, under the simulator)."""
-    if simulator_enabled():
-        return 0
-    import cupy
-
-    ptr = cupy.cuda.get_current_stream().ptr
-    return _external_stream(ptr) if ptr else 0
-
-
-class Launch(NamedTuple):
-    """A kernel launch as recorded by recording_launches: the numba.cuda kernel, its grid and block,
-    and the arguments it was given."""
-
-    kernel: Any
-    grid: Any
-    block: Any
-    args: tuple[Any, ...]
-
-
-_RECORDING: list[Launch] | None = None
-
-
-@contextlib.contextmanager
-def recording_launches() -> Iterator[list[Launch]]:
-    """Within this block the cuda ops take NumPy arrays and, instead of launching, append each launch
-    they would make to the list yielded (nothing runs, outputs stay as they are). This is how the
-    kernels and argument types an op launches are enumerated without a GPU (see variants)."""
-    global _RECORDING
-    if simulator_enabled():
-        raise RuntimeError("recording_launches needs the real numba.cuda (NUMBA_ENABLE_CUDASIM is set)")
-    outer, _RECORDING = _RECORDING, []
-    try:
-        yield _RECORDING
-    finally:
-        _RECORDING = outer
-
-
-def launch(kernel: Any, grid: Any, block: Any, *args: Any) -> None:
-    """``kernel[grid, block, stream](*args)`` on CuPy's current stream, device arrays passed
-    through cuda_args. Outputs that may be their inputs come after them in ``args`` (see the module
-    docstring)."""
-    if _RECORDING is not None:
-        _RECORDING.append(Launch(kernel, grid, block, args))
-        return
-    LAUNCHES["cuda"] += 1
-    if simulator_enabled():
-        _one_shared_array_per_block()
-    kernel[grid, block, current_stream()](*cuda_args(*args))
-
-
-@functools.cache
-def _one_shared_array_per_block() -> None:
-    """Make numba-cuda's simulator give every thread of a block the same shared array.
-
-    The simulator (numba-cuda 0.30) finds a block's ``cuda.shared.array`` by the caller's source line
-    in a dict, with an unlocked get-then-set: two simulated threads (Python threads) that reach the
-    declaration together may both allocate, and each then reduces in its own array. Under load that
-    made reductions lose partial sums now and then (LayerNorm's dgamma and dbeta off by units). Here
-    the same lookup runs under a lock, keyed the same way; static arrays only (gpudnn's kernels use
-    no dynamic shared memory). Runs once, only under the simulator.
-    """
-    import sys
-    import threading
-
-    from numba.core import types
-    from numba.cuda.simulator.kernelapi import FakeCUDAShared
-    from numba.np.numpy_support import as_dtype
-
-    lock, dynamic = threading.Lock(), FakeCUDAShared.array
-
-    def array(self: Any, shape: Any, dtype: Any, alignment: Any = None) -> Any:
-        if shape == 0 or alignment is not None:
-            return dynamic(self, shape, dtype, alignment)
-        caller = sys._getframe(1)
-        key = (caller.f_code.co_filename, caller.f_lineno)
-        with lock:
-            if key not in self._allocations:
-                self._allocations[key] = np.empty(shape, as_dtype(dtype) if isinstance(dtype, types.Type) else dtype)
-            return self._allocations[key]
-
-    FakeCUDAShared.array = array
+# --------------------------------------------------------------------------- CUDA launch shapes
+# Pure functions of the shape (and of whether the simulator runs, fixed per process), cached.
 
 
 def power_of_2_at_least(k: int, cap: int) -> int:
@@ -367,6 +238,7 @@ def power_of_2_at_least(k: int, cap: int) -> int:
     return min(1 << max(k - 1, 0).bit_length(), cap)
 
 
+@functools.lru_cache(maxsize=1024)
 def grid_1d(n: int, block: int = CUDA_BLOCK) -> tuple[int, int, int]:
     """(blocks, threads, shift) for a grid-stride loop over ``n`` items on blocks * threads = 2**shift
     threads (a power of 2, see _indexing).
@@ -376,23 +248,25 @@ def grid_1d(n: int, block: int = CUDA_BLOCK) -> tuple[int, int, int]:
     """
     if simulator_enabled():
         return 2, 32, 6
-    blocks = power_of_2_at_least((n + block - 1) // block, 4096)
+    blocks = power_of_2_at_least((n + block - 1) // block, MAX_BLOCKS)
     return blocks, block, (blocks * block).bit_length() - 1
 
 
+@functools.lru_cache(maxsize=1024)
 def grid_2d(n: int, m: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
     """(grid, block, (column_shift, row_shift)) of an elementwise kernel over an (n, m) array: blocks of
     256 threads, at most 32 of them along a row (a warp reads adjacent elements of one or more rows),
     a grid that spans 2**column_shift threads along the columns and 2**row_shift along the rows, both
-    powers of 2 (see _indexing), at most 4096 blocks. Under the simulator, 2 x 2 blocks of 32 threads."""
+    powers of 2 (see _indexing), at most MAX_BLOCKS blocks. Under the simulator, 2 x 2 blocks of 32 threads."""
     sim = simulator_enabled()
     tx = power_of_2_at_least(m, 8 if sim else 32)
     ty = (32 if sim else CUDA_BLOCK) // tx
     gx = 2 if sim else power_of_2_at_least((m + tx - 1) // tx, 1024)
-    gy = 2 if sim else power_of_2_at_least((n + ty - 1) // ty, 4096 // gx)
+    gy = 2 if sim else power_of_2_at_least((n + ty - 1) // ty, MAX_BLOCKS // gx)
     return (gx, gy), (tx, ty), ((gx * tx).bit_length() - 1, (gy * ty).bit_length() - 1)
 
 
+@functools.lru_cache(maxsize=1024)
 def row_launch(n: int, k: int) -> tuple[int, int, int]:
     """(blocks, threads, row_shift) of a block-per-row kernel over ``n`` rows of ``k`` (a single warp
     for short rows), rows strided over a grid of blocks = 2**row_shift (see _indexing). The simulator
@@ -400,7 +274,7 @@ def row_launch(n: int, k: int) -> tuple[int, int, int]:
     if simulator_enabled():
         return 2, 32, 1
     threads = 32 if k <= 64 else 128 if k <= 2048 else 256
-    blocks = power_of_2_at_least(n, 4096)
+    blocks = power_of_2_at_least(n, MAX_BLOCKS)
     return blocks, threads, blocks.bit_length() - 1
 
 
@@ -424,6 +298,7 @@ def column_grid(n: int, m: int, tile: tuple[int, int]) -> tuple[int, int]:
     return strips, chunks
 
 
+@functools.lru_cache(maxsize=1024)
 def column_launch(n: int, m: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
     """(grid, block, (column_shift, row_shift)) of a column-strip kernel over an (n, m) array:
     column_grid of column_tile; the grid spans 2**column_shift threads along the columns and
@@ -434,8 +309,48 @@ def column_launch(n: int, m: int) -> tuple[tuple[int, int], tuple[int, int], tup
     return grid, tile, ((grid[0] * tile[0]).bit_length() - 1, (grid[1] * tile[1]).bit_length() - 1)
 
 
-def device_jit():
-    """Decorator for CUDA device functions: ``cuda.jit(device=True)``, or the plain Python function
-    under the simulator, whose device-function wrapper takes a global lock on every call and would
-    serialise the simulated threads."""
-    return (lambda f: f) if simulator_enabled() else cuda().jit(device=True)
+# --------------------------------------------------------------------------- device memory kept between calls
+# So that an op allocates nothing per call where its inputs and outputs are given. Kept per array module,
+# device and stream: calls on one stream run in order, so they may share memory; other streams get their own.
+
+
+def _where(like: Any) -> tuple[Any, int, int]:
+    """(array module, device, stream) of an op on ``like``: CuPy's current device and stream for CuPy
+    arrays, (module, 0, 0) for others."""
+    xp = array_module(like)
+    if xp is np or not hasattr(xp, "cuda"):
+        return xp, 0, 0
+    return xp, xp.cuda.runtime.getDevice(), xp.cuda.get_current_stream().ptr
+
+
+_KEPT: dict[tuple[Any, ...], Any] = {}
+
+
+def _kept(like: Any, name: str, size: int, dtype: Any, zeroed: bool) -> Any:
+    """A flat buffer of at least ``size`` elements, kept under ``name`` where ``like`` lives (grown as needed;
+    zeroed when made, if asked)."""
+    key = (*_where(like), name, np.dtype(dtype))
+    buffer = _KEPT.get(key)
+    if buffer is None or buffer.size < size:
+        xp = key[0]
+        buffer = _KEPT[key] = (xp.zeros if zeroed else xp.empty)(max(size, 1), dtype=dtype)
+    return buffer
+
+
+def zeros_vector(like: Any, n: int, dtype: Any) -> Any:
+    """``n`` zeros where ``like`` lives, shared by every caller and never written: the value of a missing
+    input (no bias), or the argument in the place of an output that a kernel variant does not write."""
+    return _kept(like, "zeros", n, dtype, zeroed=True)[:n]
+
+
+def scratch(like: Any, name: str, shape: tuple[int, ...], dtype: Any) -> Any:
+    """Working memory of one op call (an accumulator, partial sums), ``shape`` and ``dtype``, its contents
+    undefined. Reused by the next call on the same stream: never return it or keep it past the call."""
+    return _kept(like, f"scratch {name}", int(np.prod(shape)), dtype, zeroed=False)[:int(np.prod(shape))].reshape(shape)
+
+
+def grid_scratch(like: Any) -> tuple[Any, Any]:
+    """(partials, ticket) of _reductions.grid_totals where ``like`` lives: a (3, MAX_BLOCKS) float64 array and
+    a uint32 counter that is zero between launches (zeroed when made; each launch's last block resets it)."""
+    partials = _kept(like, "grid partials", 3 * MAX_BLOCKS, np.float64, zeroed=False)[:3 * MAX_BLOCKS]
+    return partials.reshape(3, MAX_BLOCKS), _kept(like, "grid ticket", 1, np.uint32, zeroed=True)[:1]

@@ -114,8 +114,9 @@ def _dgamma_dbeta_kernel(dtype: np.dtype, tile: tuple[int, int], stats_per_row: 
     ZERO = F(0)
     TX, TY = tile
     column_add = column_adder(TY)
+    D = dtype.name
 
-    @cuda.jit
+    @c.cuda_kernel(f"void(int64, int64, {D}[:, ::1], {D}[:, ::1], {D}[::1], {D}[::1], {D}[:, ::1])")
     def dgamma_dbeta(column_shift, row_shift, dy, x, mean, rstd, acc):
         partial = cuda.shared.array((TY, TX), F)
         n, m = x.shape
@@ -146,12 +147,13 @@ def _dgamma_dbeta_kernel(dtype: np.dtype, tile: tuple[int, int], stats_per_row: 
 
 def cuda_backward(launch_dx: Callable[[BackwardPlan, Any], None], stats_per_row: bool,
                   p: BackwardPlan) -> tuple[Any, Any, Any]:
-    """A norm's backward on CUDA, 3 launches: zeroing of a (2, m) accumulator, the column sums of
-    dgamma and dbeta into it (one atomic per column and block), then ``launch_dx(p, acc)``, whose kernel
-    computes dx and copies dgamma = acc[0] and dbeta = acc[1] out."""
+    """A norm's backward on CUDA, 3 launches: zeroing of a (2, m) accumulator (scratch memory: nothing
+    allocated), the column sums of dgamma and dbeta into it (one atomic per column and block), then
+    ``launch_dx(p, acc)``, whose kernel computes dx and copies dgamma = acc[0] and dbeta = acc[1] out."""
     if p.dy.size == 0:
         return zero_parameter_grads(p)
-    acc = c.array_module(p.dy).zeros((2, p.dy.shape[1]), p.dy.dtype)
+    acc = c.scratch(p.dy, "norm backward sums", (2, p.dy.shape[1]), p.dy.dtype)
+    acc.fill(0)
     grid, tile, shifts = c.column_launch(*p.dy.shape)
     # Column sums first: with dx_out=dy the dx kernel writes over dy.
     c.launch(_dgamma_dbeta_kernel(p.dy.dtype, tile, stats_per_row), grid, tile, *shifts, p.dy, p.x, p.mean,

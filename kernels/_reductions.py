@@ -1,4 +1,5 @@
-"""CUDA reductions shared by the kernels: a block's threads to one value, and column sums.
+"""CUDA reductions shared by the kernels: a block's threads to one value, a whole grid to one value, and
+column sums.
 
 Both are plain ``cuda.jit(device=True)`` functions, also under numba-cuda's simulator (not
 _common.device_jit): the simulator swaps its fake ``cuda`` module only into the globals of the
@@ -13,6 +14,7 @@ import functools
 from typing import Any
 
 from numba import cuda
+from numpy import float64, uint32
 
 
 @functools.cache
@@ -41,6 +43,56 @@ def block_reducer(threads: int) -> Any:
         return a, b
 
     return reduce
+
+
+@functools.cache
+def grid_totals(threads: int, count: int) -> Any:
+    """Device function ``totals(shared, last, partials, ticket, a, b, c) -> (A, B, C)`` for 1-D grids of
+    blocks of ``threads`` threads: A, B and C are the float64 sums of a, b and c over every thread of the
+    grid, returned to the threads of the block that finishes last, which find ``last[0]`` true (the other
+    blocks find it false, and zeros). Only the first ``count`` values (1 to 3) are summed; the others
+    come back 0. No accumulator to zero before the launch and no atomic adds: each block writes its sums
+    to ``partials[:, block]``, takes a ticket, and the block with the last ticket adds the partials up in
+    a fixed order, so the totals do not depend on the order blocks finish.
+
+    ``shared``: a (2, threads) float64 shared array; ``last``: a (1,) int32 shared array; ``partials`` and
+    ``ticket``: _common.grid_scratch (the ticket, zero between launches, is reset by the last block).
+    All threads of every block must call it, once per launch."""
+    reduce = block_reducer(threads)
+
+    @cuda.jit(device=True)
+    def block_sums(shared, a, b, c):
+        zero = float64(0)
+        a, b = reduce(shared, a, b if count > 1 else zero, False)  # count: a constant of the compiled code
+        c = reduce(shared, c, zero, False)[0] if count > 2 else zero
+        return a, b, c
+
+    @cuda.jit(device=True)
+    def totals(shared, last, partials, ticket, a, b, c):
+        a, b, c = block_sums(shared, float64(a), float64(b), float64(c))
+        tid, block, blocks = cuda.threadIdx.x, cuda.blockIdx.x, cuda.gridDim.x
+        if tid == 0:
+            partials[0, block] = a
+            partials[1, block] = b
+            partials[2, block] = c
+            cuda.threadfence()  # this block's partials are visible everywhere before its ticket is taken
+            last[0] = cuda.atomic.inc(ticket, 0, uint32(blocks - 1)) == blocks - 1  # wraps to 0 for the last
+        cuda.syncthreads()
+        a = b = c = float64(0)
+        if last[0]:  # the same in every thread of a block
+            cuda.threadfence()
+            j = tid
+            while j < blocks:
+                a += partials[0, j]
+                if count > 1:
+                    b += partials[1, j]
+                if count > 2:
+                    c += partials[2, j]
+                j += cuda.blockDim.x  # = threads; a step known at compile time gets this loop unrolled: 40+ registers
+            a, b, c = block_sums(shared, a, b, c)
+        return a, b, c
+
+    return totals
 
 
 @functools.cache

@@ -242,8 +242,11 @@ def _tile_kernels(dtype: np.dtype, tile: tuple[int, int]) -> _TileKernels:
     ZERO, ONE = F(0), F(1)
     TX, TY = tile
     column_add = column_adder(TY)
+    D = dtype.name
+    column = f"{D}[::1]"  # a vector of one value per column
+    matrix = f"{D}[:, ::1]"
 
-    @cuda.jit
+    @c.cuda_kernel(f"void(int64, int64, {matrix}, {D}, {matrix}, boolean)")
     def batch_norm_stats(column_shift, row_shift, x, inv_n, acc, second):
         # First call: acc[0, j] = sum_i (x_ij - s_j) with s_j = x_0j. Second: acc[1, j] = sum_i (x_ij - s_j - c_j)^2
         # with c_j = acc[0, j] / n, and acc[2, j] = s_j (the normalize kernel may write over x's row 0).
@@ -267,7 +270,8 @@ def _tile_kernels(dtype: np.dtype, tile: tuple[int, int]) -> _TileKernels:
             column_add(partial, total, j < columns, acc, (1 if second else 0, j))
             j0 += column_step
 
-    @cuda.jit
+    @c.cuda_kernel(f"void(int64, int64, {matrix}, {column}, {column}, {matrix}, {D}, {D}, boolean, boolean, {D}, {D}, "
+                   f"{column}, {column}, {column}, {column}, {matrix})")
     def batch_norm(column_shift, row_shift, x, gamma, beta, acc, inv_n, eps, training, update, momentum, unbias,
                    r_mean, r_var, mean, rstd, out):
         n, m = x.shape
@@ -294,7 +298,8 @@ def _tile_kernels(dtype: np.dtype, tile: tuple[int, int]) -> _TileKernels:
                     i += row_step
 
             j0 += column_step
-    @cuda.jit
+    @c.cuda_kernel(f"void(int64, int64, {matrix}, {matrix}, {column}, {column}, {column}, {matrix}, {D}, {matrix}, "
+                   f"{column}, {column})")
     def batch_norm_backward(column_shift, row_shift, dy, x, gamma, mean, rstd, acc, inv_n, dx, dgamma, dbeta):
         n, m = x.shape
         i0 = cuda.blockIdx.y * TY + cuda.threadIdx.y
@@ -322,10 +327,12 @@ def _cuda(p: _Plan) -> tuple[Any, Any, Any]:
     n, m = q.x.shape
     if m == 0:
         return results(q)
-    F, xp = q.x.dtype.type, c.array_module(q.x)
+    F = q.x.dtype.type
     grid, tile, shifts = c.column_launch(n, m)
     kernels = _tile_kernels(q.x.dtype, tile)
-    acc = xp.zeros((3, m), q.x.dtype) if p.training else xp.empty((3, m), q.x.dtype)
+    acc = c.scratch(q.x, "batch norm sums", (3, m), q.x.dtype)
+    if p.training:
+        acc.fill(0)  # the statistics kernels add into it
     update = p.running_mean is not None
     # stand-ins the kernel never touches without running statistics, for one compiled signature
     running_mean, running_var = (p.running_mean, p.running_var) if update else (acc[0], acc[1])

@@ -56,9 +56,9 @@ def _ref(p: _Plan) -> Any:
 
 
 def _arguments(p: _Plan, *shifts: int) -> tuple[Any, ...]:
-    """The kernels' arguments ``(x, b, alpha, *shifts, z, y)``: zeros for no bias; without z_out, y in
-    z's place too (z is then not written). y comes last, after every array it may be (in place)."""
-    b = c.array_module(p.x).zeros(p.x.shape[1], dtype=p.x.dtype) if p.b is None else p.b
+    """The kernels' arguments ``(x, b, alpha, *shifts, z, y)``: shared zeros for no bias; without z_out, y
+    in z's place too (z is then not written). y comes last, after every array it may be (in place)."""
+    b = c.zeros_vector(p.x, p.x.shape[1], p.x.dtype) if p.b is None else p.b
     return p.x, b, p.alpha, *shifts, p.out if p.z_out is None else p.z_out, p.out
 
 
@@ -96,8 +96,9 @@ def _cpu(p: _Plan) -> Any:
 @functools.cache
 def _cuda_kernel(code: int, dtype: Any, keep_z: bool):
     f = cuda_scalars(dtype)[0][code]
+    F = dtype.name
 
-    @cuda.jit
+    @c.cuda_kernel(f"void({F}[:, ::1], {F}[::1], {F}, int64, int64, {F}[:, ::1], {F}[:, ::1])")
     def kernel(x, b, alpha, column_shift, row_shift, z, y):
         # a 2-D grid of 2**column_shift x 2**row_shift threads strides over columns and rows (see _indexing)
         n, m = x.shape

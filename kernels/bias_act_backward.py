@@ -2,7 +2,8 @@
 
 dy, saved: (n, m) float32/float64, same dtype, C-contiguous. ``saved`` is the output y = f(z) when
 ``from_output`` (allowed for the activations in activations.FROM_OUTPUT: identity, relu, sigmoid,
-tanh), else the pre-activation z. Returns ``(dz, db)``: dz (n, m) and db (m,) in dy's dtype.
+tanh), else the pre-activation z. Returns ``(dz, db)``: dz (n, m) and db (m,) in dy's dtype; with
+``with_db=False`` (an activation without a bias) db is neither computed nor returned (None).
 ``dz_out`` may be ``dy`` itself (in place); no other output may overlap an input.
 
 db is summed in float64 (CPU: per-column partial sums over blocks of rows, then added up, rows shared
@@ -44,13 +45,14 @@ class _Plan(NamedTuple):
     alpha: Any  # in dy's dtype
     from_output: bool
     dz: Any
-    db: Any
+    db: Any  # None: not computed
 
 
 def _bias_act_backward(dy: Any, saved: Any, activation: str | int = "relu", alpha: float = 0.0,
-                       from_output: bool = True, dz_out: Any = None, db_out: Any = None) -> _Plan:
+                       from_output: bool = True, dz_out: Any = None, db_out: Any = None, *,
+                       with_db: bool = True) -> _Plan:
     """``dz = dy * f'(z)`` and ``db = dz.sum(axis=0)``, f' from ``saved`` (y when ``from_output``, else z).
-    Returns ``(dz_out, db_out)``."""
+    Returns ``(dz_out, db_out)``; ``(dz_out, None)`` with ``with_db=False`` (db_out must then be None)."""
     c.check_array("dy", dy, ndim=2)
     c.check_array("saved", saved, shape=dy.shape, dtype=dy.dtype)
     c.check_same_kind("dy", dy, saved=saved)
@@ -63,14 +65,19 @@ def _bias_act_backward(dy: Any, saved: Any, activation: str | int = "relu", alph
             f"(bias_act's z_out) and pass it as saved with from_output=False")
     alpha = dy.dtype.type(c.check_finite_scalar("alpha", alpha))
     dz = c.output("dz_out", dz_out, dy, dy.shape, dy.dtype, in_place_of=dy, dy=dy, saved=saved)
-    db = c.output("db_out", db_out, dy, dy.shape[1:], dy.dtype, dy=dy, saved=saved, dz_out=dz)
+    if not isinstance(with_db, (bool, np.bool_)):
+        raise TypeError(f"with_db must be a bool, got {type(with_db).__name__}")
+    if not with_db and db_out is not None:
+        raise ValueError("db_out given with with_db=False: db is not computed")
+    db = c.output("db_out", db_out, dy, dy.shape[1:], dy.dtype, dy=dy, saved=saved, dz_out=dz) if with_db else None
     return _Plan(dy, saved, code, alpha, bool(from_output), dz, db)
 
 
 def _ref(p: _Plan) -> tuple[Any, Any]:
     grad = grad_from_output_ref(p.saved, p.code) if p.from_output else grad_ref(p.saved, p.code, p.alpha)
     p.dz[...] = p.dy * grad
-    p.db[...] = p.dz.sum(axis=0, dtype=np.float64)
+    if p.db is not None:
+        p.db[...] = p.dz.sum(axis=0, dtype=np.float64)
     return p.dz, p.db
 
 
@@ -81,6 +88,14 @@ def _ref(p: _Plan) -> tuple[Any, Any]:
 def _cpu_body(code: int, from_output: bool, dtype: Any):
     _, grad_z, grad_y = cpu_scalars(dtype)
     fprime = grad_y[code] if from_output else grad_z[code]
+
+    @njit(inline="always")
+    def dz_only(dy, saved, alpha, dz):
+        n, m = dy.shape
+        for i in range(n):
+            grad, s, d = dy[i], saved[i], dz[i]
+            for j in range(m):
+                d[j] = grad[j] * fprime(s[j], alpha)
 
     @njit(inline="always")
     def body(dy, saved, alpha, dz, db):
@@ -100,15 +115,20 @@ def _cpu_body(code: int, from_output: bool, dtype: Any):
         for j in range(m):
             db[j] = total[j]
 
-    return body
+    return body, dz_only
 
 
 def _cpu(p: _Plan) -> tuple[Any, Any]:
+    body, dz_only = _cpu_body(p.code, p.from_output, p.dy.dtype)
+    if p.db is None:
+        if p.dy.size:
+            c.run_cpu(dz_only, (p.dy, p.saved, p.alpha, p.dz), rows_in=(0, 1, 3))
+        return p.dz, None
     if p.dy.size == 0:
         p.db[...] = 0
         return p.dz, p.db
     args = (p.dy, p.saved, p.alpha, p.dz, p.db)
-    kernel = c.cpu_kernel_for(_cpu_body(p.code, p.from_output, p.dy.dtype), args)
+    kernel = c.cpu_kernel_for(body, args)
 
     def block(dy: Any, saved: Any, alpha: Any, dz: Any, db: Any) -> Any:
         if dy is p.dy:  # the whole op in one call: db straight into db_out
@@ -127,13 +147,14 @@ def _cpu(p: _Plan) -> tuple[Any, Any]:
 
 
 @functools.cache
-def _cuda_kernel(code: int, from_output: bool, dtype: Any, tile: tuple[int, int]):
+def _cuda_kernel(code: int, from_output: bool, dtype: Any, tile: tuple[int, int], with_db: bool):
     _, grad_z, grad_y = cuda_scalars(dtype)
     fprime = grad_y[code] if from_output else grad_z[code]
     TX, TY = tile
     column_add = column_adder(TY)
+    F = dtype.name
 
-    @cuda.jit
+    @c.cuda_kernel(f"void(int64, int64, {F}[:, ::1], {F}[:, ::1], {F}, {F}[:, ::1], {F}[::1])")
     def kernel(column_shift, row_shift, dy, saved, alpha, dz, db):
         # Block (bx, by) walks column strips bx, bx + gridDim.x, ... and, in each, the rows
         # by*TY + ty, by*TY + ty + gridDim.y*TY, ...
@@ -150,18 +171,22 @@ def _cuda_kernel(code: int, from_output: bool, dtype: Any, tile: tuple[int, int]
                     dz[i, j] = g
                     acc += g
                     i += row_step
-            column_add(partials, acc, j < columns, db, j)
+            if with_db:  # a constant of the compiled kernel
+                column_add(partials, acc, j < columns, db, j)
             j0 += column_step
 
     return kernel
 
 
 def _cuda(p: _Plan) -> tuple[Any, Any]:
-    p.db.fill(0)  # the kernel adds into db atomically
+    with_db = p.db is not None
+    if with_db:
+        p.db.fill(0)  # the kernel adds into db atomically
     if p.dy.size:
         grid, tile, shifts = c.column_launch(*p.dy.shape)
-        c.launch(_cuda_kernel(p.code, p.from_output, p.dy.dtype, tile), grid, tile, *shifts, p.dy, p.saved, p.alpha,
-                 p.dz, p.db)
+        db = p.db if with_db else c.zeros_vector(p.dy, p.dy.shape[1], p.dy.dtype)  # not written without db
+        c.launch(_cuda_kernel(p.code, p.from_output, p.dy.dtype, tile, with_db), grid, tile, *shifts, p.dy, p.saved,
+                 p.alpha, p.dz, db)
     return p.dz, p.db
 
 

@@ -139,13 +139,14 @@ def _cpu(p: _Plan) -> Any:
 
 
 @functools.cache
-def _cuda_kernel():
+def _cuda_kernel(dtype: np.dtype):
     if c.simulator_enabled():
         keep = _build_keep(lambda f: f, int)
     else:
         keep = _build_keep(cuda.jit(device=True), np.uint64)
+    F = dtype.name
 
-    @cuda.jit
+    @c.cuda_kernel(f"void({F}[::1], uint64, uint64, {F}, int64, {F}[::1])")
     def kernel(x, seed, threshold, scale, shift, y):
         zero = scale - scale
         k, step, n = grid_stride(x.size, shift)  # see _indexing
@@ -161,8 +162,8 @@ def _cuda(p: _Plan) -> Any:
         # Python ints under the simulator (exact, masked to 64 bits); uint64 scalars on a GPU.
         u64 = int if c.simulator_enabled() else np.uint64
         blocks, threads, shift = c.grid_1d(p.x.size)
-        c.launch(_cuda_kernel(), blocks, threads, p.x.reshape(-1), u64(p.seed), u64(p.threshold), p.scale, shift,
-                 p.out.reshape(-1))
+        c.launch(_cuda_kernel(p.x.dtype), blocks, threads, p.x.reshape(-1), u64(p.seed), u64(p.threshold), p.scale,
+                 shift, p.out.reshape(-1))
     return p.out
 
 

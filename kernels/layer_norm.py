@@ -199,8 +199,11 @@ def _row_kernels(dtype: np.dtype, threads: int) -> _RowKernels:
     ZERO, ONE = F(0), F(1)
     block_sums = block_reducer(threads)
     thread_shift = threads.bit_length() - 1
+    D = dtype.name
+    row = f"{D}[::1]"  # a vector of one value per row or per column
+    matrix = f"{D}[:, ::1]"
 
-    @cuda.jit
+    @c.cuda_kernel(f"void(int64, {matrix}, {row}, {row}, {D}, {D}, {matrix}, {row}, {row})")
     def layer_norm(row_shift, x, gamma, beta, eps, inv_m, out, mean, rstd):
         shared = cuda.shared.array((2, threads), F)
         first, step, m = strided(cuda.threadIdx.x, x.shape[1], thread_shift)
@@ -229,7 +232,7 @@ def _row_kernels(dtype: np.dtype, threads: int) -> _RowKernels:
                 j += step
             i += row_step
 
-    @cuda.jit
+    @c.cuda_kernel(f"void(int64, {matrix}, {matrix}, {row}, {row}, {row}, {D}, {matrix}, {matrix}, {row}, {row})")
     def layer_norm_backward(row_shift, dy, x, gamma, mean, rstd, inv_m, acc, dx, dgamma, dbeta):
         shared = cuda.shared.array((2, threads), F)
         first, step, m = strided(cuda.threadIdx.x, x.shape[1], thread_shift)

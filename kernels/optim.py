@@ -195,9 +195,9 @@ def _run_cpu(plan: _Plan) -> None:
 def _run_cuda(plan: _Plan) -> None:
     n = plan.arrays[0].size
     if n:
-        kernel = m.cuda_kernel(plan.optimizer, plan.flags)
+        kernel = m.cuda_kernel(plan.optimizer, plan.flags, plan.arrays[0].dtype, len(plan.arrays), len(plan.scalars))
         blocks, threads, shift = c.grid_1d(n)
-        c.launch(kernel, blocks, threads, tuple(c.cuda_args(*plan.arrays)), plan.scalars, shift)
+        c.launch(kernel, blocks, threads, plan.arrays, plan.scalars, shift)
 
 
 sgd__ref, sgd__cpu, sgd__cuda = OPS.add("sgd_", _sgd, _run_ref, _run_cpu, _run_cuda)

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from numba import cuda, njit
+from numba import njit
 
 from . import _common as c
 from ._indexing import grid_stride
@@ -173,13 +173,14 @@ def cpu_kernel(optimizer: str, flags: tuple[bool, ...]):
 
 
 @functools.cache
-def cuda_kernel(optimizer: str, flags: tuple[bool, ...]):
-    """The numba.cuda grid-stride kernel ``kernel[grid](arrays, h, shift)`` over a grid of 2**shift threads
-    (compiled on first launch)."""
+def cuda_kernel(optimizer: str, flags: tuple[bool, ...], dtype: Any, n_arrays: int, n_scalars: int):
+    """The numba.cuda grid-stride kernel ``(arrays, h, shift)`` over a grid of 2**shift threads: ``arrays``
+    the n_arrays flat arrays and ``h`` the n_scalars scalars of the plan, all of ``dtype``."""
     device = c.device_jit()
     element = _ELEMENTS[optimizer](device, *flags)
+    F = dtype.name
 
-    @cuda.jit
+    @c.cuda_kernel(f"void(UniTuple({F}[::1], {n_arrays}), UniTuple({F}, {n_scalars}), int64)")
     def kernel(arrays, h, shift):
         i, step, n = grid_stride(arrays[0].size, shift)  # see _indexing
         while i < n:

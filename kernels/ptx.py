@@ -9,7 +9,8 @@ instructions each), float64 arithmetic, atomics and compare-and-swap loops, vect
 
 ``check`` holds every kernel to the rules below (``REGISTER_BOUNDS``, no spills, no 64-bit integer
 division, no float64 arithmetic in a float32 kernel beyond ``FLOAT64_ALLOWED``, hardware atomics
-only); `gpudnn bench ptx` prints the table and the test suite runs the checks.
+only) and holds the parameters its entry declares to those the lean launch packs (_launch.packer:
+count, order and size); `gpudnn bench ptx` prints the table and the test suite runs the checks.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ._launch import parameter_bytes
 from .variants import CudaVariant, cuda_variants
 
 # Registers per thread allowed for each kind of kernel (variants.CudaVariant.kind), (float32, float64).
@@ -35,11 +37,14 @@ from .variants import CudaVariant, cuda_variants
 # memory-bound: they need every thread to keep loads in flight, so 32 (the float64 softplus takes its
 # log1p through log to fit, see activations). Row and column kernels reduce through shared memory and
 # barriers, and loop over a row or a strip with more live values: 48. A float64 value takes two
-# registers, and libdevice's float64 functions more: float64 loss kernels get 48, row kernels 56.
+# registers, and libdevice's float64 functions more: float64 loss kernels get 48, row kernels 56. The
+# arena's sums (once per training step) carry three float64 totals through the loop and the grid's
+# reduction: 40, which still holds 1536 threads.
 REGISTER_BOUNDS: dict[str, tuple[int, int]] = {
     "elementwise": (32, 32),
     "optimizer": (32, 32),
     "reduction": (32, 48),
+    "arena": (40, 48),
     "column": (48, 48),
     "row": (48, 56),
 }
@@ -52,6 +57,10 @@ def register_bound(kind: str, variant: str) -> int:
 # Float32 kernels that compute in float64 on purpose, and why (the kernels' docstrings say the same).
 FLOAT64_ALLOWED: dict[str, str] = {
     "bias_act_backward/kernel": "db, a column sum over all rows, accumulates in float64",
+    "softmax_xent/xent": "the loss, summed over the grid, accumulates in float64 (grid_totals)",
+    "bce_logits/kernel": "the loss, summed over the grid, accumulates in float64 (grid_totals)",
+    "mse/kernel": "the loss, summed over the grid, accumulates in float64 (grid_totals)",
+    "arena_sums/kernel": "the sums over the whole arena accumulate in float64",
 }
 
 # PTX instructions counted per kernel (regular expressions over the PTX text).
@@ -99,6 +108,7 @@ class KernelReport(NamedTuple):
     spill_stores: int
     spill_loads: int
     counts: dict[str, int]
+    parameters: str  # how the entry's parameters differ from what the lean launch packs; "" when they agree
 
     def as_dict(self) -> dict[str, Any]:
         return {**self._asdict(), "register_bound": register_bound(self.kind, self.variant)}
@@ -210,11 +220,33 @@ def static_shared_bytes(ptx: str) -> int:
     return sum(int(size) for size in re.findall(r"^\s*(?:\.visible\s+)?\.shared\s+[^\n\[]*\[(\d+)\]", ptx, re.M))
 
 
+_PARAMETER_BYTES = {"u8": 1, "s8": 1, "b8": 1, "u16": 2, "s16": 2, "b16": 2, "f16": 2, "u32": 4, "s32": 4,
+                    "b32": 4, "f32": 4, "u64": 8, "s64": 8, "b64": 8, "f64": 8}
+
+
+def entry_parameter_bytes(ptx: str) -> list[int]:
+    """The size in bytes of each parameter of the (one) kernel entry in ``ptx``, in order."""
+    found = re.search(r"\.entry\s+[^(]*\((.*?)\)", ptx, re.S)
+    if found is None:
+        raise ValueError("no kernel entry in the PTX")
+    return [_PARAMETER_BYTES[t] for t in re.findall(r"\.param\s+\.(\w+)", found.group(1))]
+
+
+def _parameters(variant: CudaVariant, ptx: str) -> str:
+    """How the kernel's parameters disagree with its launches: the types its op passes, or the bytes the
+    lean launch packs; "" when they agree."""
+    if variant.signature != variant.inferred:
+        declared, passed = (", ".join(map(str, types)) for types in (variant.signature, variant.inferred))
+        return f"declares ({declared}), is passed ({passed})"
+    declared, packed = entry_parameter_bytes(ptx), parameter_bytes(variant.signature)
+    return "" if declared == packed else f"the entry declares parameters of {declared} bytes, the launch packs {packed}"
+
+
 def _report(variant: CudaVariant, cc: tuple[int, int], ptx: str) -> KernelReport:
     figures = assemble(ptx, cc)
     figures["shared_bytes"] = max(figures["shared_bytes"], static_shared_bytes(ptx))
     return KernelReport(variant.label, f"{variant.op}/{variant.name}", variant.variant, variant.kind, arch(cc),
-                        **figures, counts=instruction_counts(ptx))
+                        **figures, counts=instruction_counts(ptx), parameters=_parameters(variant, ptx))
 
 
 def reports(ccs: tuple[tuple[int, int], ...], variants: list[CudaVariant] | None = None,
@@ -249,6 +281,8 @@ def problems(r: KernelReport) -> list[str]:
     f64 = r.counts["f64_ops"] + r.counts["cvt_f64"]
     if r.variant.startswith("float32") and f64 and r.kernel not in FLOAT64_ALLOWED:
         found.append(f"{f64} float64 instructions in a float32 kernel")
+    if r.parameters:
+        found.append(r.parameters)
     return found
 
 

@@ -3,9 +3,10 @@
 ``cuda_variants()`` calls every op of OP_MODULES through its cuda implementation, for every dtype,
 activation and variant the op has (the calls are listed in ``_CALLS``, one entry per op), on small
 NumPy arrays inside ``_common.recording_launches``: nothing runs, and each launch the op would make is
-recorded with its kernel and arguments. The arguments' Numba types are the explicit signature the
-kernel is compiled for (the types numba-cuda infers at run time for the same arguments on CuPy
-arrays). Needs the real numba.cuda (not the simulator), no GPU.
+recorded with its kernel and arguments. Each kernel declares the one signature it is compiled for
+(_launch.cuda_kernel); the Numba types of the recorded arguments (what numba-cuda would infer for the
+same arguments on CuPy arrays) are kept beside it, and the test suite holds the two equal. Needs the
+real numba.cuda (not the simulator), no GPU.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ class CudaVariant(NamedTuple):
     op: the first op (in OP_MODULES order) that launches it; variant: what picks it ("float32 relu
     keep_z", ...); kind: "elementwise" (grid-stride loop, one element per iteration), "optimizer"
     (elementwise over the parameter arena), "reduction" (grid-stride loop plus a block reduction),
+    "arena" (the same, three float64 sums over the parameter arena),
     "row" (a block per row) or "column" (column strips of (32, 8) blocks); name: the kernel's name in
-    the kernel module; kernel: the numba.cuda dispatcher; signature: the Numba types of its arguments.
+    the kernel module; kernel: the _launch.CudaKernel; signature: the Numba types it declares; inferred:
+    the Numba types of the arguments the op passed it.
     """
 
     op: str
@@ -41,6 +44,7 @@ class CudaVariant(NamedTuple):
     name: str
     kernel: Any
     signature: tuple[Any, ...]
+    inferred: tuple[Any, ...]
 
     @property
     def label(self) -> str:
@@ -54,6 +58,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("dropout", "kernel"): "elementwise",
     ("optim_math", "kernel"): "optimizer",
     ("losses", "kernel"): "reduction",
+    ("arena", "kernel"): "arena",
     ("softmax_xent", "xent"): "row",
     ("softmax_xent", "rows"): "row",
     ("layer_norm", "layer_norm"): "row",
@@ -82,16 +87,19 @@ def _bias_act(f: Callable, dtype: np.dtype) -> Iterator[Call]:
 def _bias_act_backward(f: Callable, dtype: np.dtype) -> Iterator[Call]:
     for code, name in NAMES.items():
         for from_output in (True, False) if code in FROM_OUTPUT else (False,):
-            x = np.zeros((_ROWS, 7), dtype)
-            yield f"{name} from_{'y' if from_output else 'z'}", lambda x=x, c=code, o=from_output: f(x, x.copy(), c,
-                                                                                                      0.1, o)
+            for with_db in (True, False):
+                x = np.zeros((_ROWS, 7), dtype)
+                label = f"{name} from_{'y' if from_output else 'z'}{'' if with_db else ' without db'}"
+                yield label, lambda x=x, c=code, o=from_output, d=with_db: f(x, x.copy(), c, 0.1, o, with_db=d)
 
 
 def _softmax_xent(f: Callable, dtype: np.dtype) -> Iterator[Call]:
     for k in _ROW_LENGTHS:
         for labels in _LABEL_DTYPES:
-            yield (f"k={k} labels {np.dtype(labels).name}",
-                   lambda k=k, labels=labels: f(np.zeros((_ROWS, k), dtype), np.zeros(_ROWS, labels), 0.1))
+            for hits in (np.float64, np.int64):  # float64: also where no hits are asked for
+                yield (f"k={k} labels {np.dtype(labels).name} hits {np.dtype(hits).name}",
+                       lambda k=k, labels=labels, hits=hits: f(np.zeros((_ROWS, k), dtype), np.zeros(_ROWS, labels),
+                                                               0.1, hits_out=np.zeros(1, hits)))
 
 
 def _rows(f: Callable, dtype: np.dtype) -> Iterator[Call]:
@@ -155,6 +163,12 @@ def _rmsprop(f: Callable, dtype: np.dtype) -> Iterator[Call]:
                                                             grad_avg=np.zeros(7, dtype))
 
 
+def _arena_sums(f: Callable, dtype: np.dtype) -> Iterator[Call]:
+    for with_param in (True, False):
+        yield "" if with_param else "without param", lambda w=with_param: f(*_vectors(dtype, 2),
+                                                                            np.zeros((), dtype), with_param=w)
+
+
 # Every op's variants: calls of its cuda implementation ``f`` for one dtype.
 _CALLS: dict[str, Callable[[Callable, np.dtype], Iterable[Call]]] = {
     "bias_act": _bias_act,
@@ -173,6 +187,7 @@ _CALLS: dict[str, Callable[[Callable, np.dtype], Iterable[Call]]] = {
     "sgd_": _sgd,
     "adam_": _adam,
     "rmsprop_": _rmsprop,
+    "arena_sums": _arena_sums,
 }
 
 
@@ -201,13 +216,13 @@ def cuda_variants(ops: Iterable[str] | None = None) -> list[CudaVariant]:
                 with recording_launches() as launches:
                     call()
                 for launch in launches:
-                    signature = tuple(numba.typeof(a) for a in launch.args)
-                    if (id(launch.kernel), signature) in seen:
+                    inferred = tuple(numba.typeof(a) for a in launch.args)
+                    if (id(launch.kernel), inferred) in seen:
                         continue
-                    seen.add((id(launch.kernel), signature))
+                    seen.add((id(launch.kernel), inferred))
                     module, kernel_name = _kernel_name(launch.kernel)
                     variant = " ".join(filter(None, (np.dtype(dtype).name, label)))
                     found.append(CudaVariant(name, variant, KINDS[module, kernel_name], kernel_name, launch.kernel,
-                                             signature))
+                                             launch.kernel.signature, inferred))
     return found
 

@@ -198,10 +198,10 @@ def test_simulated_threads_of_a_block_share_one_shared_array():
     install a locked lookup; 16 threads released at once must all get the same array."""
     import threading
 
-    from gpudnn.kernels import _common
+    from gpudnn.kernels import _launch
     from numba.cuda.simulator.kernelapi import FakeCUDAShared
 
-    _common._one_shared_array_per_block()
+    _launch._one_shared_array_per_block()
     for _ in range(100):  # unlocked, about one round in 20 saw two arrays
         shared, start, got = FakeCUDAShared(0), threading.Barrier(16), []
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from gpudnn.kernels import activations as A
 from gpudnn.kernels import bias_act_backward as K
+from gpudnn.kernels.bias_act import bias_act_ref
 
 from tests.support import HAVE_GPU, IMPLS, op, to_device, to_host, tolerance
 from tests.test_activations import ACTIVATIONS, ALPHA, EXTREMES, exact_forward
@@ -200,3 +201,21 @@ def test_outputs_must_not_alias_inputs(impl):
         fn(dy, saved, "relu", db_out=np.empty(7, np.float32))
     with pytest.raises(TypeError, match="dz_out must have dtype float32"):
         fn(dy, saved, "relu", dz_out=np.empty((6, 8)))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("activation,from_output", [("tanh", True), ("gelu", False), ("leaky_relu", False)])
+def test_without_db_the_same_dz_and_no_db(impl, activation, from_output, rng):
+    """An activation without a bias (Activation, Dense(bias=False)) takes dz alone."""
+    dy = rng.standard_normal((37, 45)).astype(np.float32)
+    z = _pre_activations(rng, (37, 45), np.float32)
+    saved = bias_act_ref(z, None, activation, 0.1) if from_output else z
+    fn = op("bias_act_backward", "bias_act_backward", impl)
+    expected_dz, _ = fn(dy, saved, activation, 0.1, from_output)
+    dz, db = fn(dy, saved, activation, 0.1, from_output, with_db=False)
+    assert db is None
+    np.testing.assert_array_equal(dz, expected_dz)
+    with pytest.raises(ValueError, match="db_out given with with_db=False"):
+        fn(dy, saved, activation, 0.1, from_output, db_out=np.zeros(45, np.float32), with_db=False)
+    with pytest.raises(TypeError, match="with_db must be a bool"):
+        fn(dy, saved, activation, 0.1, from_output, with_db=1)

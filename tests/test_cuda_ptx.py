@@ -1,7 +1,8 @@
 """Every CUDA kernel through NVIDIA's compiler (NVVM + ptxas, no GPU): `gpudnn bench ptx` compiles each
 (kernel, signature) the backend can launch for sm_90 and sm_80, and each must hold the rules of
 gpudnn.kernels.ptx (register bounds per kernel kind, no spills, no 64-bit integer division, no
-float64 arithmetic in float32 kernels beyond the named accumulations, hardware atomics only)."""
+float64 arithmetic in float32 kernels beyond the named accumulations, hardware atomics only, entry
+parameters as the lean launch packs them)."""
 
 from __future__ import annotations
 
@@ -55,10 +56,12 @@ def test_every_kernel_holds_the_rules(compiled: dict, arch: str) -> None:
           f"(CUDA {result['toolchain']['cuda']})")
     ops = {k["kernel"].split("/")[0] for k in kernels}
     assert {"bias_act", "bias_act_backward", "softmax_xent", "softmax", "bce_logits", "mse", "dropout", "layer_norm",
-            "layer_norm_backward", "batch_norm", "batch_norm_backward", "sgd_", "adam_", "rmsprop_"} <= ops
-    assert len(kernels) >= 100  # every op x dtype x activation x variant: 128 today
+            "layer_norm_backward", "batch_norm", "batch_norm_backward", "sgd_", "adam_", "rmsprop_",
+            "arena_sums"} <= ops
+    assert len(kernels) >= 150  # every op x dtype x activation x variant: 170 today
     assert result["problems"] == {}
     for k in kernels:
+        assert k["parameters"] == "", k["label"]  # entry parameters as the lean launch packs them
         assert k["spill_stores"] == 0 and k["spill_loads"] == 0, k["label"]
         bound = result["register_bounds"][k["kind"]][k["variant"].split()[0]]
         assert k["registers"] <= bound == k["register_bound"], k["label"]
@@ -114,14 +117,29 @@ def test_the_counts_see_what_the_rules_forbid() -> None:
     assert counts["atomics"] == 2 and counts["cas"] == 1
     assert counts["vector_loads"] == 1
     report = ptx.KernelReport("bias_act/kernel float32 relu (...)", "bias_act/kernel", "float32 relu", "elementwise",
-                              "sm_90", 33, 0, 0, 4, 4, counts)
+                              "sm_90", 33, 0, 0, 4, 4, counts, "the entry declares parameters of [8, 4] bytes")
     found = " | ".join(ptx.problems(report))
     for expected in ("33 registers, above the 32 of float32 elementwise", "spills", "2 64-bit integer",
-                     "compare-and-swap", "2 float64"):
+                     "compare-and-swap", "2 float64", "the entry declares"):
         assert expected in found
     clean = report._replace(registers=32, spill_stores=0, spill_loads=0,
-                            counts={name: 0 for name in counts})
+                            counts={name: 0 for name in counts}, parameters="")
     assert ptx.problems(clean) == []
+
+
+def test_entry_parameters_are_read_from_the_ptx() -> None:
+    entry = """.visible .entry _ZN6kernelE(
+        .param .u64 _ZN6kernelE_param_0,
+        .param .f32 _ZN6kernelE_param_1,
+        .param .u8 _ZN6kernelE_param_2,
+        .param .f64 _ZN6kernelE_param_3
+    )
+    {
+        ld.param.u64 %rd1, [_ZN6kernelE_param_0];
+    }"""
+    assert ptx.entry_parameter_bytes(entry) == [8, 4, 1, 8]
+    with pytest.raises(ValueError, match="no kernel entry"):
+        ptx.entry_parameter_bytes(".func helper(.param .u64 a) {}")
 
 
 def test_arch_names() -> None:

@@ -176,3 +176,23 @@ def test_aliased_outputs_are_refused(impl, name):
         raw(big[:6], targets, grad_out=big[3:9])
     with pytest.raises(ValueError, match="grad_out overlaps target"):
         raw(big[:6], targets, grad_out=targets)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", LOSSES)
+def test_the_loss_goes_into_loss_out_and_is_the_same_to_the_last_bit(impl, name, rng):
+    from gpudnn.kernels import losses as module
+
+    a, b = _inputs(rng, name, (33, 70), np.float32)  # several blocks under the simulator
+    device = to_device if impl == "cuda" else (lambda a: a)
+    raw = getattr(module, f"{name}_{impl}")
+    loss_out = device(np.full((), np.nan, np.float32))
+    loss, grad = raw(device(a), device(b), loss_out=loss_out)
+    assert loss is loss_out
+    _check(name, to_host(loss), to_host(grad), a, b)
+    again = {float(to_host(raw(device(a), device(b))[0])) for _ in range(2)}
+    assert again == {float(to_host(loss))}
+    with pytest.raises(ValueError, match=r"loss_out must have shape \(\)"):
+        raw(device(a), device(b), loss_out=device(np.zeros(1, np.float32)))
+    with pytest.raises(TypeError, match="loss_out must have dtype float32"):
+        raw(device(a), device(b), loss_out=device(np.zeros((), np.float64)))

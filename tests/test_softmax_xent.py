@@ -226,3 +226,54 @@ def test_aliased_outputs_are_refused(impl):
         getattr(module, f"softmax_xent_{impl}")(big[:6], labels, dlogits_out=over_labels)
     with pytest.raises(ValueError, match="out overlaps x"):
         getattr(module, f"log_softmax_{impl}")(big[:6], out=big[3:9])
+
+
+# --------------------------------------------------------------------------- hits and the loss's output
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("hits_dtype", [np.int64, np.float64])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_hits_are_the_rows_argmax_gets_right(impl, hits_dtype, in_place, rng):
+    from gpudnn.kernels import softmax_xent as module
+
+    x = rng.integers(-2, 3, (23, 6)).astype(np.float32)  # small integers: ties within most rows
+    x[0], x[1] = 1.0, 1.0  # rows all tied: argmax picks column 0
+    x[2] = x[3] = [0, 2, 1, 2, 0, 0]
+    y = rng.integers(0, 6, 23)
+    y[:4] = 0, 3, 3, 1  # right; wrong although its logit is the largest (twice); right, the first of a tie
+    y[4:12] = x[4:12].argmax(axis=1)
+    expected = int((x.argmax(axis=1) == y).sum())
+    assert 10 <= expected <= 20
+    device = to_device if impl == "cuda" else (lambda a: a)
+    xd, hits, loss_out = device(x.copy()), device(np.full(1, 99, hits_dtype)), device(np.zeros((), np.float32))
+    loss, dlogits = getattr(module, f"softmax_xent_{impl}")(xd, device(y), 0.05, dlogits_out=xd if in_place else None,
+                                                            hits_out=hits, loss_out=loss_out)
+    assert loss is loss_out and to_host(hits).dtype == hits_dtype
+    assert to_host(hits).tolist() == [expected]
+    _check(to_host(loss), to_host(dlogits), x, y, 0.05)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_the_loss_is_the_same_to_the_last_bit(impl, rng):
+    """The CUDA loss sums over the grid in a fixed order: no dependence on the order blocks finish."""
+    x, y = _inputs(rng, (37, 11), np.float32)
+    fn = op("softmax_xent", "softmax_xent", impl)
+    losses = {float(fn(x, y, 0.1)[0]) for _ in range(3)}
+    assert len(losses) == 1
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("change,error,message", [
+    (dict(loss_out=np.zeros(1, np.float32)), ValueError, r"loss_out must have shape \(\)"),
+    (dict(loss_out=np.zeros((), np.float64)), TypeError, "loss_out must have dtype float32"),
+    (dict(hits_out=np.zeros(1, np.int32)), TypeError, "hits_out must be int64 or float64"),
+    (dict(hits_out=np.zeros(2, np.int64)), ValueError, r"hits_out must have shape \(1,\)"),
+    (dict(hits_out=[0]), TypeError, "hits_out must be a NumPy or CuPy array"),
+])
+def test_bad_outputs_are_named(impl, change, error, message):
+    from gpudnn.kernels import softmax_xent as module
+
+    device = to_device if impl == "cuda" else (lambda a: a)
+    with pytest.raises(error, match=message):
+        getattr(module, f"softmax_xent_{impl}")(device(X), device(Y), **{k: device(v) for k, v in change.items()})

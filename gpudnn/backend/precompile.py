@@ -26,7 +26,8 @@ def precompile(dtypes: Iterable[Any] = ("float32",), backend: Any = None, verbos
         for code in NAMES:
             y = b.bias_act(x, bias, code, 0.01, z_out=b.empty(x.shape, dtype))
             saved, from_output = (y, True) if code in FROM_OUTPUT else (x, False)
-            b.bias_act_backward(x, saved, code, 0.01, from_output=from_output)
+            for with_db in (True, False):
+                b.bias_act_backward(x, saved, code, 0.01, from_output=from_output, with_db=with_db)
         b.softmax_xent(x, b.asarray(np.array([0, 2])))
         b.softmax(x)
         b.log_softmax(x)
@@ -46,6 +47,8 @@ def precompile(dtypes: Iterable[Any] = ("float32",), backend: Any = None, verbos
         b.sgd_(p, g, None, lr=0.1)
         b.adam_(p, g, m, v, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=1)
         b.rmsprop_(p, g, v, lr=1e-3, alpha=0.99, eps=1e-8)
+        for with_param in (True, False):
+            b.arena_sums(p, g, b.zeros((), dtype), with_param=with_param)
     b.synchronize()
     if verbose:
         print(f"precompiled {b.launches - before} kernel calls on {b.name} in {time.perf_counter() - started:.1f} s")

@@ -8,7 +8,9 @@ host code can go wrong on a GPU:
 - a NumPy array mixed into an operation, a function of ``xp`` or ``a[...] = host`` raises TypeError;
 - reductions and scalar indexing return 0-d device arrays, not host scalars;
 - every read back to the host (``float``, ``int``, ``bool``, ``item``, ``tolist``, ``get``,
-  ``asnumpy``, printing, ``synchronize``) is a host sync, counted in ``SYNCS`` with where it happened.
+  ``asnumpy``, printing, ``synchronize``) is a host sync, counted in ``SYNCS`` with where it happened;
+- every new block of device memory (a creation function, the result of an operation; not a view) is
+  counted in ``ALLOCATIONS``, so a test can hold a training step to none.
 
 ``xp`` is a module standing in for ``cupy``, holding only functions CuPy has. The kernels find it
 through the arrays' ``__array_namespace__``; numba-cuda's simulator reads their memory through
@@ -21,6 +23,7 @@ import contextlib
 import operator
 import sys
 import types
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,13 +34,13 @@ import numpy as np
 _HERE = str(Path(__file__).resolve())
 
 
-class SyncCounter:
-    """Host syncs so far (``count``) and where they happened (``where``: "file:line kind" -> count)."""
+class EventCounter:
+    """Events so far (``count``) and where they happened (``where``: "file:line kind" -> count)."""
 
     def __init__(self) -> None:
         self.count = 0
         self.where: Counter[str] = Counter()
-        self._scopes: list[SyncCounter] = []
+        self._scopes: list[EventCounter] = []
 
     def record(self, kind: str) -> None:
         frame = sys._getframe(1)
@@ -49,9 +52,9 @@ class SyncCounter:
             counter.where[f"{place} {kind}"] += 1
 
     @contextlib.contextmanager
-    def counting(self) -> Iterator[SyncCounter]:
-        """A counter of the syncs inside the ``with`` block alone."""
-        scope = SyncCounter()
+    def counting(self) -> Iterator[EventCounter]:
+        """A counter of the events inside the ``with`` block alone."""
+        scope = EventCounter()
         self._scopes.append(scope)
         try:
             yield scope
@@ -59,7 +62,9 @@ class SyncCounter:
             self._scopes.remove(scope)
 
 
-SYNCS = SyncCounter()
+SYNCS = EventCounter()  # reads back to the host
+ALLOCATIONS = EventCounter()  # new device memory
+_MEMORY: weakref.WeakValueDictionary[int, np.ndarray] = weakref.WeakValueDictionary()  # id -> storage seen
 
 
 def _refuse_host(value: Any) -> None:
@@ -109,6 +114,9 @@ class DeviceArray:
 
     def __init__(self, storage: np.ndarray) -> None:
         self._a = storage
+        if storage.base is None and _MEMORY.get(id(storage)) is not storage:  # memory no device array had
+            _MEMORY[id(storage)] = storage
+            ALLOCATIONS.record(f"{storage.shape} {storage.dtype}")
 
     def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
         raise TypeError("Implicit conversion to a NumPy array is not allowed. Please use `.get()` to construct "
@@ -218,7 +226,8 @@ class DeviceArray:
 
 def _method(name: str) -> Any:
     def method(self: DeviceArray, *args: Any, **kwargs: Any) -> Any:
-        result = getattr(self._a, name)(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()})
+        with np.errstate(all="ignore"):  # CuPy warns of no overflow or invalid value
+            result = getattr(self._a, name)(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()})
         return self if result is self._a else _wrap(result)
 
     method.__name__ = name
@@ -248,7 +257,8 @@ DeviceArray.__hash__ = None  # type: ignore[assignment]
 
 def _function(fn: Any, name: str) -> Any:
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        return _wrap(fn(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
+        with np.errstate(all="ignore"):
+            return _wrap(fn(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
 
     wrapped.__name__ = name
     return wrapped
@@ -287,7 +297,7 @@ _FUNCTIONS = ("empty", "zeros", "ones", "full", "empty_like", "zeros_like", "one
               "linspace", "eye", "take", "stack", "concatenate", "where", "maximum", "minimum", "exp", "expm1",
               "log", "log1p", "sqrt", "abs", "tanh", "sign", "clip", "isfinite", "isnan", "matmul", "dot", "sum",
               "mean", "argmax", "sort", "argsort", "cumsum", "diag", "outer", "einsum", "may_share_memory", "square",
-              "multiply", "add", "subtract", "divide", "negative",
+              "multiply", "add", "subtract", "divide", "negative", "round", "greater", "less", "equal",
               "count_nonzero", "flip", "triu", "copyto", "broadcast_to", "vdot", "ravel", "reshape", "trace")
 _TYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint32", "uint64", "bool_",
           "dtype", "finfo", "iinfo", "newaxis", "pi", "inf", "nan")
@@ -300,5 +310,5 @@ for _name in _TYPES:
 xp.ndarray = DeviceArray
 xp.asarray, xp.array, xp.ascontiguousarray, xp.asnumpy = asarray, array, ascontiguousarray, asnumpy
 xp.linalg = types.ModuleType("gpudnn_cupy_standin.linalg")
-for _name in ("eigh", "svd", "qr", "norm", "cholesky", "solve", "inv"):
+for _name in ("eigh", "svd", "qr", "norm", "cholesky", "solve", "inv", "slogdet"):
     setattr(xp.linalg, _name, _function(getattr(np.linalg, _name), _name))

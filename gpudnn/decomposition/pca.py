@@ -272,11 +272,10 @@ class PCA:
         m, b, xp = self._moments, self._backend, self._backend.xp
         n, d = m.count, self.n_features_in_
         c = m.covariance()
-        total = float(xp.trace(c))
+        trace = xp.trace(c)  # taken before top_eigh may overwrite c; read back only for a partial spectrum
         w, v = b.top_eigh(c, int(self.n_components) if checks.is_integer(self.n_components) else None, self._dtype)
         spectrum = np.maximum(b.to_numpy(w), 0.0)  # a PSD matrix: negative eigenvalues are rounding
-        if spectrum.size == d:
-            total = float(spectrum.sum())
+        total = float(spectrum.sum()) if spectrum.size == d else float(trace)
         k = resolve_k(self.n_components, spectrum, n, d)
         vt = xp.ascontiguousarray(v[:, :k].T)
         flip_signs(xp, vt)

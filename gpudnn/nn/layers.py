@@ -185,10 +185,9 @@ class Dense(Layer):
         if dy.shape != saved.shape:
             raise ValueError(f"dy must have shape {tuple(saved.shape)} (the forward output), got {tuple(dy.shape)}")
         dz_out = dy if overwrite_dy and dy.dtype == saved.dtype else self.ws.get(b, "dz", dy.shape, dy.dtype)
-        db_out = self.ws.get(b, "db", (self.out_features,), dy.dtype) if self.b is None else \
-            self.b.grad_target(self.ws, "db")
+        db_out = None if self.b is None else self.b.grad_target(self.ws, "db")
         dz, db = b.bias_act_backward(dy, saved, self.activation_code, self.alpha, from_output=self.grad_from_output,
-                                     dz_out=dz_out, db_out=db_out)
+                                     dz_out=dz_out, db_out=db_out, with_db=self.b is not None)
         self.W.accumulate_matmul(x, dz, self.ws, "dW", transpose_a=True)
         if self.b is not None:
             self.b.accumulate(db)
@@ -224,7 +223,7 @@ class Activation(Layer):
         b, saved = self.backend, self._saved(self._saved_value)
         dx, _ = b.bias_act_backward(dy, saved, self.activation_code, self.alpha, from_output=self.grad_from_output,
                                     dz_out=dy if overwrite_dy else self.ws.get(b, "dx", dy.shape, dy.dtype),
-                                    db_out=self.ws.get(b, "db", (dy.shape[1],), dy.dtype))
+                                    with_db=False)
         return dx
 
 

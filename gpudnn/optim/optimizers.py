@@ -9,6 +9,8 @@ flat buffers of the same length. Regularization, applied inside that same kernel
 and then the optimizer's own rule (see the kernels' docstrings, which follow PyTorch). The
 penalty added to the reported loss is ``l1 * sum|p| + (l2 / 2) * sum p^2`` over all
 parameters (biases included, like PyTorch's weight_decay); decoupled weight decay adds none.
+``sums`` gives in one pass over the arena what a training step reads back: the squared gradient
+norm and the penalty's two sums.
 """
 
 from __future__ import annotations
@@ -82,10 +84,25 @@ class Optimizer(Registered, family="optimizer"):
             p.zero_grad()
 
     def grad_norm(self) -> float:
-        """Global L2 norm of all gradients."""
+        """Global L2 norm of all gradients (summed in float64; a host sync)."""
+        return math.sqrt(float(self.sums(with_penalty=False)[1]))
+
+    @property
+    def has_penalty(self) -> bool:
+        """Whether an L1 or L2 penalty is on."""
+        return bool(self.l1 or self.l2)
+
+    def sums(self, loss: Any = None, out: Any = None, *, with_penalty: bool | None = None) -> Any:
+        """``[loss, sum grad^2, sum |p|, sum p^2]`` over the arena as a (4,) float64 backend array (``out``
+        when given), in one fused pass (kernels.arena); ``loss``: a 0-d backend array (0 when None). The
+        parameter sums are computed when ``with_penalty`` (default: when L1 or L2 is on), else 0."""
         self.arena.write_pending_zeros()
-        g = self.arena.grad
-        return float(math.sqrt(float(g @ g)))
+        with_param = self.has_penalty if with_penalty is None else with_penalty
+        return self.backend.arena_sums(self.arena.data, self.arena.grad, loss, out, with_param=with_param)
+
+    def penalty_of(self, abs_sum: float, square_sum: float) -> float:
+        """``l1 * abs_sum + (l2 / 2) * square_sum``: the penalty from sums(), read back."""
+        return self.l1 * abs_sum + 0.5 * self.l2 * square_sum
 
     def step(self, grad_scale: float = 1.0, grad_norm: float | None = None) -> None:
         """Apply one update to every parameter (one fused launch).
@@ -112,16 +129,12 @@ class Optimizer(Registered, family="optimizer"):
         return {"l1": self.l1, "l2": self.l2, "weight_decay": self.weight_decay, "grad_scale": grad_scale}
 
     def penalty(self) -> Any:
-        """``l1 * sum|p| + (l2 / 2) * sum p^2`` as a 0-d float64 backend array, summed in float64 in
-        one reduction; the Python float 0.0 when both are off (no work at all)."""
-        if not (self.l1 or self.l2):
+        """``l1 * sum|p| + (l2 / 2) * sum p^2`` as a 0-d float64 backend array, the sums in float64 from one
+        fused pass (``sums``); the Python float 0.0 when both are off (no work at all)."""
+        if not self.has_penalty:
             return 0.0
-        p, xp = self.arena.data, self.backend.xp
-        terms = self.l1 * xp.abs(p) if self.l1 else None
-        if self.l2:
-            squares = (0.5 * self.l2) * (p * p)
-            terms = squares if terms is None else terms + squares
-        return terms.sum(dtype=np.float64)
+        s = self.sums()
+        return self.l1 * s[2] + (0.5 * self.l2) * s[3]
 
     def state_dict(self) -> dict[str, Any]:
         """Hyper-parameters, step count and state buffers (host NumPy copies)."""

@@ -1,11 +1,12 @@
 """The training loop: ``fit``, ``evaluate``, ``predict`` and early stopping.
 
-``fit`` validates the data on the host, moves it to the backend once, then shuffles and slices
-batches there into reused buffers. Every step reads back, in one host sync, the loss and whether
-the loss and the gradients are finite (and the gradient norm when clipping); a non-finite step
-stops training with the epoch and step (or is skipped, on request) before it can touch the
-parameters. Progress metrics are read back only when the bar draws, and ``evaluate`` sums on the
-device and reads back once.
+``fit`` validates the data once and moves it to the backend once (host data is checked on the host;
+data already on the device is checked there, with one flag read back), then shuffles and slices
+batches there into reused buffers. Every step reads back, in one host sync, its summary: the loss, the
+number of right predictions, the squared gradient norm (which also tells whether every gradient is
+finite) and the sums of the L1/L2 penalty (kernels.arena). A non-finite step stops training with the
+epoch and step (or is skipped, on request) before it can touch the parameters. The epoch's metrics
+then add up on the host; ``evaluate`` sums on the device and reads back once.
 """
 
 from __future__ import annotations
@@ -38,91 +39,129 @@ class DeviceMemoryError(MemoryError):
     """The backend ran out of memory during training."""
 
 
-def _on_host(name: str, a: Any, model: Sequential) -> Any:
-    """``a`` as host data: the backend's own arrays are copied back; device arrays of another backend
-    (a CuPy array given to a NumPy-backend model) are refused with how to move them."""
+def _refuse_foreign_device_array(name: str, a: Any, model: Sequential) -> None:
+    """A device array of another backend (a CuPy array given to a NumPy-backend model) is refused with how
+    to move it."""
     b = model.backend
-    if b.is_array(a):
-        return b.to_numpy(a)
-    if not isinstance(a, np.ndarray) and hasattr(a, "__cuda_array_interface__"):
+    if not b.is_array(a) and not isinstance(a, np.ndarray) and hasattr(a, "__cuda_array_interface__"):
         raise TypeError(f"{name} is a {type(a).__module__}.{type(a).__name__} in GPU memory, but the model runs on "
                         f"the {b.name!r} backend: copy it to the host first ({name}.get() or cupy.asnumpy({name})), "
                         "or build and train the model under gpudnn.use_backend('cupy')")
-    return a
+
+
+def _on_device(a: Any, model: Sequential) -> bool:
+    """Whether ``a`` is an array of the model's backend in device memory (not a NumPy array)."""
+    return model.backend.is_array(a) and not isinstance(a, np.ndarray)
 
 
 def _host_features(name: str, X: Any, model: Sequential) -> np.ndarray:
-    return checks.features(name, _on_host(name, X, model), width=model.in_features)
+    _refuse_foreign_device_array(name, X, model)
+    X = model.backend.to_numpy(X) if _on_device(X, model) else X
+    return checks.features(name, X, width=model.in_features, dtype=model.parameters()[0].data.dtype)
+
+
+def _device_features(name: str, X: Any, model: Sequential) -> Any:
+    """Device features in the model's dtype, their shape and dtype checked as checks.features does (their
+    values are checked by the caller, on the device)."""
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (samples, features), got shape {tuple(X.shape)}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} has no samples")
+    if model.in_features is not None and X.shape[1] != model.in_features:
+        raise ValueError(f"{name} has {X.shape[1]} features, expected {model.in_features}")
+    return model.backend.xp.ascontiguousarray(X.astype(model.parameters()[0].data.dtype, copy=False))
+
+
+def _check_length(name: str, X: Any, y_name: str, y: Any) -> None:
+    if y.ndim == 0 or len(y) != len(X):
+        raise ValueError(f"{y_name} must have one target per sample: {name} has {len(X)} rows, {y_name} has "
+                         f"{tuple(y.shape)}")
 
 
 def prepare_data(model: Sequential, loss_fn: Loss, X: Any, y: Any, name: str = "X") -> tuple[Any, Any]:
-    """Validate features and targets on the host and move them to the model's backend once."""
-    Xh = _host_features(name, X, model)
+    """Validate features and targets and move them to the model's backend once. Host data is checked on
+    the host; when X is already on the device, X and y are checked there with one flag read back (and
+    only when that flag says something is wrong are they copied to the host, where the checks say what)."""
     y_name = name.replace("X", "y")
-    yh = np.asarray(_on_host(y_name, y, model))
-    if yh.ndim == 0 or len(yh) != len(Xh):
-        raise ValueError(f"{y_name} must have one target per sample: {name} has {len(Xh)} rows, {y_name} has "
-                         f"{yh.shape}")
-    yh = loss_fn.check_targets(yh, model.out_features, y_name)
+    _refuse_foreign_device_array(name, X, model)
+    _refuse_foreign_device_array(y_name, y, model)
     b, dtype = model.backend, model.parameters()[0].data.dtype
+    if _on_device(X, model):
+        Xd, yd = _device_features(name, X, model), b.asarray(y)  # host targets join X on the device
+        _check_length(name, Xd, y_name, yd)
+        yd, targets_ok = loss_fn.device_targets(yd, model.out_features, dtype, y_name)
+        if all(b.to_numpy(b.xp.stack([b.xp.isfinite(Xd).all(), targets_ok]))):  # the one readback
+            return Xd, yd
+        X = b.to_numpy(X)  # something is wrong: the host checks say what
+    Xh = _host_features(name, X, model)
+    yh = b.to_numpy(y) if _on_device(y, model) else np.asarray(y)
+    _check_length(name, Xh, y_name, yh)
+    yh = loss_fn.check_targets(yh, model.out_features, y_name)
     return b.asarray(Xh, dtype=dtype), b.asarray(yh, dtype=yh.dtype if yh.dtype.kind in "iu" else dtype)
 
 
 class _Metrics:
-    """Loss and accuracy summed where they are computed (on the device for evaluate); ``result`` reads
-    them back in one host sync, so call it only when the numbers are shown."""
+    """Loss and accuracy over an epoch or an evaluation pass. fit adds each step's numbers as host floats
+    (from the step's one readback); evaluate adds device arrays, which ``result`` reads back at once."""
 
     def __init__(self, b: Any, loss_fn: Loss) -> None:
         self.b, self.loss_fn, self.xp = b, loss_fn, b.xp
         self.loss_sum: Any = 0.0
-        self.correct = self.xp.zeros((), dtype=np.int64)
+        self.hits: Any = 0.0
         self.count = 0
 
-    def add(self, loss: Any, logits: Any, targets: Any) -> None:
-        """Add a batch; ``loss`` is its mean loss, a host float or a 0-d backend array."""
-        n = logits.shape[0]
-        self.loss_sum = self.loss_sum + (loss if isinstance(loss, float) else loss.astype(np.float64)) * n
-        self.count += n
+    def add(self, loss: Any, hits: Any, n: int) -> None:
+        """Add a batch of ``n`` samples: its mean loss and its hits, host floats or 0-d backend arrays."""
+        device = not isinstance(loss, float)
+        self.loss_sum = self.loss_sum + (loss.astype(np.float64) if device else loss) * n
         if self.loss_fn.classification:
-            if logits.shape[1] > 1 and targets.ndim == 1:
-                self.correct += (logits.argmax(axis=1) == targets).sum()
-            else:
-                self.correct += ((logits > 0) == (targets.reshape(logits.shape) > 0.5)).all(axis=1).sum()
+            self.hits = self.hits + hits
+        self.count += n
 
     def merge_ranks(self, dp: DataParallel) -> None:
         """Sum loss, count and hits over the ranks of a data-parallel job."""
-        loss_sum, correct = self._host_sums()
-        self.loss_sum, count, correct = dp.sum(loss_sum, self.count, correct)
-        self.count, self.correct = int(count), self.xp.asarray(int(correct), dtype=np.int64)
+        loss_sum, hits = self._host_sums()
+        self.loss_sum, count, self.hits = dp.sum(loss_sum, self.count, hits)
+        self.count = int(count)
 
     def _host_sums(self) -> tuple[float, float]:
-        """(loss sum, hits) as host numbers, in one readback."""
-        loss_sum, correct = self.loss_sum, 0.0
-        if self.loss_fn.classification or not isinstance(loss_sum, float):
-            both = self.xp.stack([self.xp.asarray(loss_sum, dtype=np.float64), self.correct.astype(np.float64)])
-            loss_sum, correct = (float(v) for v in self.b.to_numpy(both))
-        return loss_sum, correct
+        """(loss sum, hits) as host numbers: read back in one host sync where they are device arrays."""
+        if isinstance(self.loss_sum, float) and isinstance(self.hits, float):
+            return self.loss_sum, self.hits
+        both = self.xp.stack([self.xp.asarray(v, dtype=np.float64).reshape(()) for v in (self.loss_sum, self.hits)])
+        loss_sum, hits = (float(v) for v in self.b.to_numpy(both))
+        return loss_sum, hits
 
     def result(self, prefix: str = "") -> dict[str, float]:
-        loss_sum, correct = self._host_sums()
+        loss_sum, hits = self._host_sums()
         out = {f"{prefix}loss": loss_sum / max(self.count, 1)}
         if self.loss_fn.classification:
-            out[f"{prefix}accuracy"] = int(correct) / max(self.count, 1)
+            out[f"{prefix}accuracy"] = round(hits) / max(self.count, 1)
         return out
 
 
-def _step_readback(b: Any, loss: Any, optimizer: Optimizer) -> tuple[float, bool, float | None]:
-    """(loss as float, whether loss and gradients are all finite, the global gradient norm when the
-    optimizer clips, else None), read back in one host sync."""
-    optimizer.arena.write_pending_zeros()
-    g = optimizer.arena.grad
-    clips = optimizer.max_grad_norm is not None
-    probe = g @ g if clips else g.sum()  # NaN or Inf when any gradient is (or when huge: checked below)
-    loss_value, probe_value = (float(v) for v in b.to_numpy(b.xp.stack([loss.astype(g.dtype), probe])))
-    norm = math.sqrt(probe_value) if clips and probe_value >= 0 else None
-    if math.isfinite(loss_value) and math.isfinite(probe_value):
-        return loss_value, True, norm
-    return loss_value, math.isfinite(loss_value) and bool(b.xp.isfinite(g).all()), norm
+class _Step:
+    """What one training step reads back, in its one host sync (see ``read``)."""
+
+    def __init__(self, b: Any, optimizer: Optimizer, classification: bool) -> None:
+        self.b, self.optimizer = b, optimizer
+        self.summary = b.zeros((5,), np.float64)  # loss, sum g^2, sum |p|, sum p^2 (kernels.arena), hits
+        self.hits = self.summary[4:] if classification else None  # where the loss writes the batch's hits
+
+    def read(self, loss: Any) -> tuple[float, float, bool, float | None]:
+        """(the loss with the optimizer's penalty, the batch's hits, whether the loss and every gradient are
+        finite, the global gradient norm when the optimizer clips, else None) after the backward pass."""
+        optimizer = self.optimizer
+        optimizer.sums(loss, out=self.summary[:4])
+        loss_value, squares, abs_sum, square_sum, hits = (float(v) for v in self.b.to_numpy(self.summary))
+        loss_value += optimizer.penalty_of(abs_sum, square_sum)
+        finite = math.isfinite(loss_value) and math.isfinite(squares)
+        if math.isfinite(loss_value) and not finite:  # a float64 gradient beyond 1e154 also overflows squares
+            finite = bool(self.b.xp.isfinite(optimizer.arena.grad).all())
+        norm = math.sqrt(squares) if optimizer.max_grad_norm is not None and finite else None
+        return loss_value, hits, finite, norm
 
 
 def _explain_out_of_memory(fn: Callable[..., History]) -> Callable[..., History]:
@@ -189,6 +228,7 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
     ws, base_lr, history = Workspace(), optimizer.lr, History()
     buffers = [buf for _, buf in model.named_buffers()]  # a training forward updates them in place
     last_finite = [b.xp.empty_like(buf) for buf in buffers]
+    step_summary = _Step(b, optimizer, loss_fn.classification)
     optimizer.zero_grad()  # gradients left from before fit must not leak into the first step
     for epoch in range(initial_epoch, epochs):
         order = b.permutation(n) if shuffle else b.xp.arange(n)
@@ -204,13 +244,11 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
             for kept, buf in zip(last_finite, buffers):
                 kept[...] = buf
             logits = model.forward(xb, train=True)
-            loss, dlogits = loss_fn.forward_backward(logits, yb, checked=True)
+            loss, dlogits = loss_fn.forward_backward(logits, yb, checked=True, hits_out=step_summary.hits)
             model.backward(dlogits, overwrite_dy=True)
             if dp is not None:
                 dp.reduce_gradients()
-            if optimizer.l1 or optimizer.l2:
-                loss = loss + optimizer.penalty()
-            loss_value, finite, grad_norm = _step_readback(b, loss, optimizer)
+            loss_value, hits, finite, grad_norm = step_summary.read(loss)
             if dp is not None:
                 finite, bad_ranks = dp.agree(loss_value, finite, buffers)
             if not finite:
@@ -230,7 +268,7 @@ def fit(model: Sequential, loss_fn: Loss, optimizer: Optimizer, X: Any, y: Any, 
                 step_args["grad_scale"] = dp.grad_scale  # the 1/size of the mean over the ranks
             optimizer.step(**step_args)  # plain step() otherwise, as wrappers of step() expect
             optimizer.zero_grad()
-            metrics.add(loss_value, logits, yb)
+            metrics.add(loss_value, hits, len(idx))
             bar.update(metrics.count * world, metrics.result)
         if dp is not None:
             metrics.merge_ranks(dp)
@@ -267,20 +305,30 @@ def evaluate(model: Sequential, loss_fn: Loss, X: Any, y: Any, *, batch_size: in
     """Mean loss (and accuracy for classification losses) over (X, y), in inference mode."""
     batch_size = checks.positive_int("batch_size", batch_size)
     Xd, yd = (X, y) if prepared else prepare_data(model, loss_fn, X, y)
-    metrics = _Metrics(model.backend, loss_fn)
+    b = model.backend
+    metrics = _Metrics(b, loss_fn)
+    hits = b.zeros((1,), np.float64) if loss_fn.classification else None
     for start in range(0, Xd.shape[0], batch_size):
         xb, yb = Xd[start:start + batch_size], yd[start:start + batch_size]
         logits = model.forward(xb, train=False)
-        loss, _ = loss_fn.forward_backward(logits, yb, checked=True)
-        metrics.add(loss, logits, yb)  # summed on the device: one host sync for the whole pass
+        loss, _ = loss_fn.forward_backward(logits, yb, checked=True, hits_out=hits)
+        metrics.add(loss, hits, xb.shape[0])  # summed on the device: one host sync for the whole pass
     return metrics.result(prefix)
 
 
 def predict(model: Sequential, X: Any, *, batch_size: int = 1024) -> np.ndarray:
-    """Model outputs for X (host NumPy), computed in inference mode batch by batch."""
+    """Model outputs for X (host NumPy), computed in inference mode batch by batch. Device X stays on the
+    device (its finiteness read back once) and the outputs come back in one copy."""
     batch_size = checks.positive_int("batch_size", batch_size)
+    b = model.backend
+    if _on_device(X, model):
+        Xd = _device_features("X", X, model)
+        if not bool(b.to_numpy(b.xp.isfinite(Xd).all())):
+            _host_features("X", b.to_numpy(X), model)  # raises, saying where
+        outs = [model.forward(Xd[s:s + batch_size], train=False) for s in range(0, len(Xd), batch_size)]
+        return b.to_numpy(b.xp.concatenate(outs))
     Xh = _host_features("X", X, model)
-    b, dtype = model.backend, model.parameters()[0].data.dtype
+    dtype = model.parameters()[0].data.dtype
     outs = [b.to_numpy(model.forward(b.asarray(Xh[s:s + batch_size], dtype=dtype), train=False))
             for s in range(0, len(Xh), batch_size)]
     return np.concatenate(outs)
