@@ -88,7 +88,9 @@ def _gemm_floor(b: Any, batch: int, sizes: tuple[int, ...]):
     return gemms
 
 
-def _torch_step(device: str, batch: int, sizes: tuple[int, ...]):
+def torch_step(device: str, batch: int, sizes: tuple[int, ...], read_loss: bool = False):
+    """PyTorch's step of the benchmark's model on a fixed batch; ``read_loss``: it also reads the loss back
+    (``loss.item()``, a host sync, as a training loop that shows or checks it does)."""
     import torch
 
     torch.manual_seed(0)
@@ -105,6 +107,8 @@ def _torch_step(device: str, batch: int, sizes: tuple[int, ...]):
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if read_loss:
+            loss.item()
 
     return step
 
@@ -149,7 +153,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         blocks.append(harness.interleaved_samples(variants, rounds=rounds, warmup=3))
         adam_blocks.append(harness.interleaved_samples(adam_variants, rounds=rounds, warmup=1))
         if torch:
-            torch_runs.append(harness.time_in_child("benchmarks.bench_mlp:_torch_step", "cpu", 256, list(sizes),
+            torch_runs.append(harness.time_in_child("benchmarks.bench_mlp:torch_step", "cpu", 256, list(sizes),
                                                     rounds=rounds, warmup=3))
     samples = {k: [t for block in blocks + adam_blocks for t in block.get(k, [])] for k in [*variants, *adam_variants]}
     times = harness.medians(samples)
@@ -179,7 +183,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         for batch in (256, 4096):
             step, b, _ = _gpudnn_step("cupy", batch, sizes)
             variants = {"gpudnn": step, "gemm_floor": _gemm_floor(b, batch, sizes),
-                        "torch": _torch_step("cuda", batch, sizes)}
+                        "torch": torch_step("cuda", batch, sizes)}
             before = b.launches
             step()
             launches = b.launches - before

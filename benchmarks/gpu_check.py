@@ -1,19 +1,21 @@
 """One prepared GPU acceptance run: ``python -m benchmarks.gpu_check --out DIR [--dry-run]``.
 
 On a GPU (CuPy + numba-cuda), in one process and within ``--budget`` seconds (default 280, JIT
-warm-up included), in this order: the gpu-marked tests and the CUDA kernel tests on the device;
-each fused kernel's achieved bandwidth against a CuPy device-to-device copy of the same bytes and
-against PyTorch CUDA's own op, timed in the same run; host microseconds per launch (median of
-10,000) against a CuPy elementwise kernel and a PyTorch op; host syncs per training step; the MLP
-step 784-1024-1024-10 at batch 256 and 4096 against PyTorch eager CUDA with fused Adam; PCA
-1,000,000 x 784 (k=50) against scikit-learn on the host's cores; ``compute-sanitizer`` memcheck
-over a kernel test file when time is left. Writes ``gpu_check.json`` and ``summary.md`` into DIR
-and exits 1 when any section fails (an error or a failing test; missed speed targets are reported,
-and fail the run only with ``--strict-targets``).
+warm-up included), in this order: the gpu-marked tests (among them the lean launch against numba's,
+bit for bit) and the CUDA kernel tests on the device; each fused kernel's achieved bandwidth against a
+CuPy device-to-device copy of the same bytes and against PyTorch CUDA's own op, timed in the same run;
+host microseconds per launch (median of 10,000), lean and through numba's dispatcher, against a CuPy
+elementwise kernel and a PyTorch op; host syncs per training step; the MLP step 784-1024-1024-10 at
+batch 256 and 4096 against PyTorch eager CUDA with fused Adam (the bare step, and the step with its
+readback against PyTorch's with ``loss.item()``); PCA 1,000,000 x 784 (k=50) against scikit-learn on
+the host's cores; ``compute-sanitizer`` memcheck over a kernel test file when time is left. Writes
+``gpu_check.json`` and ``summary.md`` into DIR and exits 1 when any section fails (an error or a
+failing test; missed speed targets are reported, and fail the run only with ``--strict-targets``).
 
 ``--dry-run`` runs the same sections on the CPU: the cudasim backend (its strict CuPy stand-in),
-tiny sizes, peers (PyTorch, scikit-learn) and the sanitizer skipped, the tests only collected.
-The test suite runs it, so a Python error here never costs GPU time.
+tiny sizes, peers (PyTorch, scikit-learn) and the sanitizer skipped, the tests only collected; there
+the stand-in also counts a training step's array operations and allocations. The test suite runs
+it, so a Python error here never costs GPU time.
 """
 
 from __future__ import annotations
@@ -38,9 +40,9 @@ from benchmarks import harness
 
 KERNEL_TESTS = ["tests/test_bias_act.py", "tests/test_bias_act_backward.py", "tests/test_softmax_xent.py",
                 "tests/test_losses.py", "tests/test_dropout.py", "tests/test_norm_kernels.py",
-                "tests/test_optim_kernels.py"]
+                "tests/test_optim_kernels.py", "tests/test_arena.py"]
 GPU_TESTS = ["tests/test_backend.py", "tests/test_checkpoint.py", "tests/test_matmul_precision.py",
-             "tests/test_gpu_check.py"]
+             "tests/test_gpu_check.py", "tests/test_launch.py"]
 COPY_TARGET = 0.85  # elementwise, loss and optimizer kernels: at least this share of copy bandwidth
 LAUNCH_TARGET_US = 10.0
 
@@ -123,7 +125,7 @@ def _kernel_cases(run: Run, n: int, m: int) -> dict[str, tuple[Callable[[], Any]
     dy, labels = b.asarray(rng.standard_normal((n, m)), dtype=np.float32), b.asarray(rng.integers(0, m, n))
     target = b.asarray(rng.random((n, m)), dtype=np.float32)
     p, g, mom, v = (b.asarray(rng.standard_normal(n * m), dtype=np.float32) for _ in range(4))
-    v = abs(v)
+    v, sums = abs(v), b.zeros((4,), np.float64)
     nb = 4 * n * m
     cases: dict[str, Any] = {
         "bias_act relu": (lambda: b.bias_act(x, bias, "relu", out=out), 2 * nb, None),
@@ -134,6 +136,7 @@ def _kernel_cases(run: Run, n: int, m: int) -> dict[str, tuple[Callable[[], Any]
         "adam_": (lambda: b.adam_(p, g, mom, v, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=2), 7 * nb, None),
         "sgd_ momentum": (lambda: b.sgd_(p, g, mom, lr=0.1, momentum=0.9), 5 * nb, None),
         "rmsprop_": (lambda: b.rmsprop_(p, g, v, lr=1e-3, alpha=0.99, eps=1e-8), 5 * nb, None),
+        "arena_sums": (lambda: b.arena_sums(p, g, out=sums), 2 * nb, None),
     }
     torch = run.torch
     if torch is not None:
@@ -147,11 +150,15 @@ def _kernel_cases(run: Run, n: int, m: int) -> dict[str, tuple[Callable[[], Any]
         cases["mse"] = (*cases["mse"][:2], lambda: torch.nn.functional.mse_loss(tx, tt))
         cases["bce_logits"] = (*cases["bce_logits"][:2],
                                lambda: torch.nn.functional.binary_cross_entropy_with_logits(tx, tt))
+        tp, tg = tx.reshape(-1), tdy.reshape(-1)  # the squared norm and both penalty sums, in float64
+        cases["arena_sums"] = (*cases["arena_sums"][:2], lambda: torch.stack(
+            [tg.square().sum(dtype=torch.float64), tp.abs().sum(dtype=torch.float64),
+             tp.square().sum(dtype=torch.float64)]))
     return cases
 
 
 def bandwidth_section(run: Run) -> dict[str, Any]:
-    n, m = (64, 33) if run.dry else (16384, 4096)  # 256 MiB per float32 array on the GPU
+    n, m = (16, 9) if run.dry else (16384, 4096)  # 256 MiB per float32 array on the GPU
     cases = _kernel_cases(run, n, m)
     rows = []
     for name, (call, nbytes, peer) in cases.items():
@@ -188,19 +195,38 @@ def _median_us(call: Callable[[], Any], calls: int, sync: Callable[[], None]) ->
 
 
 def launch_section(run: Run) -> dict[str, Any]:
+    """Host microseconds of one launch of bias_act (4 x 32, nothing to wait for): the launch alone and the
+    whole op (argument checks included), lean and through numba's dispatcher, beside a CuPy elementwise
+    kernel and a PyTorch op."""
+    from gpudnn.kernels import _common, bias_act
+    from gpudnn.kernels.activations import activation_code
+
+    from gpudnn import kernels
+
     b, calls = run.b, 20 if run.dry else 10_000
     x, bias, out = b.zeros((4, 32)), b.zeros((32,)), b.empty((4, 32))
+    kernel = bias_act._cuda_kernel(activation_code("relu"), np.dtype(np.float32), False)  # what the op launches
+    grid, block, shifts = _common.grid_2d(4, 32)
+    alpha = np.float32(0)
+    us: dict[str, float] = {}
     before = b.launches
-    us = {"gpudnn bias_act": _median_us(lambda: b.bias_act(x, bias, "relu", out=out), calls, run.sync)}
-    launches = (b.launches - before) / (calls + 1)
+    for path in ("lean", "numba"):
+        previous = kernels.use_launch_path(path)
+        try:
+            us[f"launch ({path})"] = _median_us(lambda: kernels.launch(kernel, grid, block, x, bias, alpha, *shifts,
+                                                                       out, out), calls, run.sync)
+            us[f"gpudnn bias_act ({path})"] = _median_us(lambda: b.bias_act(x, bias, "relu", out=out), calls, run.sync)
+        finally:
+            kernels.use_launch_path(previous)
+    launches = (b.launches - before) / (4 * (calls + 1))
     if not run.dry:
         add = run.xp.ElementwiseKernel("float32 a, float32 c", "float32 y", "y = a + c", "gpudnn_check_add")
         us["cupy ElementwiseKernel"] = _median_us(lambda: add(x, bias, out), calls, run.sync)
     if run.torch is not None:
         tx, tb, tout = (run.torch.zeros(s, device="cuda") for s in ((4, 32), (32,), (4, 32)))
         us["torch add"] = _median_us(lambda: run.torch.add(tx, tb, out=tout), calls, run.sync)
-    return {"host_us_median": us, "launches_per_call": launches, "calls": calls,
-            "target_met": us["gpudnn bias_act"] <= LAUNCH_TARGET_US, "target": f"<= {LAUNCH_TARGET_US} us"}
+    return {"host_us_median": us, "launches_per_call": launches, "calls": calls, "launch_path": kernels.launch_path(),
+            "target_met": us["launch (lean)"] <= LAUNCH_TARGET_US, "target": f"launch <= {LAUNCH_TARGET_US} us"}
 
 
 def _mlp(run: Run, batch: int, sizes: tuple[int, ...]) -> tuple[Any, Any, Any, Any]:
@@ -216,24 +242,35 @@ def _mlp(run: Run, batch: int, sizes: tuple[int, ...]) -> tuple[Any, Any, Any, A
 
 def syncs_section(run: Run) -> dict[str, Any]:
     """Host syncs of fit per step: the stand-in counts them exactly (dry); on the GPU, the calls that
-    read device memory back (to_numpy) or wait for the stream (synchronize) are counted."""
-    counts = []
+    read device memory back (to_numpy) or wait for the stream (synchronize) are counted. Dry, the
+    stand-in also counts a step's array operations (what CuPy launches besides gpudnn's kernels) and
+    allocations."""
+    counts, launches = [], []
     for steps in (2, 4):
         model, loss_fn, opt, (X, y) = _mlp(run, 8 * steps, (12, 16, 4))
         with run.gd.use_backend(run.b):
-            counts.append(_count_syncs(run, lambda m=model, f=loss_fn, o=opt, X=X, y=y: run.gd.fit(
+            before = run.b.launches
+            counts.append(_count_events(run, lambda m=model, f=loss_fn, o=opt, X=X, y=y: run.gd.fit(
                 m, f, o, X, y, epochs=1, batch_size=8, progress=False)))
-    per_step = (counts[1] - counts[0]) / 2
-    return {"syncs_per_step": per_step, "target_met": per_step <= 1, "target": "<= 1"}
+            launches.append(run.b.launches - before)
+    per_step = {name: (counts[1][name] - counts[0][name]) / 2 for name in counts[0]}
+    per_step["kernel_launches"] = (launches[1] - launches[0]) / 2
+    return {"syncs_per_step": per_step["syncs"], "per_step": per_step, "target_met": per_step["syncs"] <= 1,
+            "target": "<= 1 sync"}
+
+
+def _count_events(run: Run, fn: Callable[[], Any]) -> dict[str, int]:
+    """Host syncs while fn runs and, on the stand-in, its array operations and allocations."""
+    if run.dry:
+        from gpudnn.backend.standin import ALLOCATIONS, ARRAY_OPS, SYNCS
+
+        with SYNCS.counting() as syncs, ARRAY_OPS.counting() as ops, ALLOCATIONS.counting() as allocations:
+            fn()
+        return {"syncs": syncs.count, "array_ops": ops.count, "allocations": allocations.count}
+    return {"syncs": _count_syncs(run, fn)}
 
 
 def _count_syncs(run: Run, fn: Callable[[], Any]) -> int:
-    if run.dry:
-        from gpudnn.backend.standin import SYNCS
-
-        with SYNCS.counting() as syncs:
-            fn()
-        return syncs.count
     b, count = run.b, [0]
     to_numpy, synchronize = b.to_numpy, b.synchronize
 
@@ -252,30 +289,43 @@ def _count_syncs(run: Run, fn: Callable[[], Any]) -> int:
 
 
 def mlp_section(run: Run) -> dict[str, Any]:
+    """The bare step (forward, loss, backward, Adam) against PyTorch's; then the step as fit runs it, with
+    its one readback (the step's summary), against PyTorch's with ``loss.item()``."""
     sizes = (12, 16, 16, 4) if run.dry else (784, 1024, 1024, 10)
     rows = []
-    for batch in ((8, 16) if run.dry else (256, 4096)):
+    for batch in ((8,) if run.dry else (256, 4096)):
         model, loss_fn, opt, (X, y) = _mlp(run, batch, sizes)
         x, yd = run.b.asarray(X), run.b.asarray(y)
+        summary = run.b.zeros((4,), np.float64)
 
-        def step(model: Any = model, loss_fn: Any = loss_fn, opt: Any = opt, x: Any = x, yd: Any = yd) -> None:
+        def step(model: Any = model, loss_fn: Any = loss_fn, opt: Any = opt, x: Any = x, yd: Any = yd,
+                 summary: Any = None) -> None:
             logits = model.forward(x, train=True)
-            _, dlogits = loss_fn.forward_backward(logits, yd, checked=True)
+            loss, dlogits = loss_fn.forward_backward(logits, yd, checked=True)
             model.backward(dlogits, overwrite_dy=True)
+            if summary is not None:  # as fit: the loss and the gradient's norm read back before the update
+                run.b.to_numpy(opt.sums(loss, out=summary))
             opt.step()
             opt.zero_grad()
 
+        def step_read(step: Any = step, summary: Any = summary) -> None:
+            step(summary=summary)
+
         before = run.b.launches
         step()
-        fns = {"gpudnn": step}
+        launches = run.b.launches - before
+        fns = {"gpudnn": step, "gpudnn_read": step_read}
         if run.torch is not None:
-            from benchmarks.bench_mlp import _torch_step
+            from benchmarks.bench_mlp import torch_step
 
-            fns["torch"] = _torch_step("cuda", batch, sizes)
+            fns["torch"] = torch_step("cuda", batch, sizes)
+            fns["torch_read"] = torch_step("cuda", batch, sizes, read_loss=True)
         t = run.time(fns, rounds=21)
-        row = {"batch": batch, "gpudnn_ms": t["gpudnn"] * 1e3, "launches_per_step": run.b.launches - before}
+        row = {"batch": batch, "gpudnn_ms": t["gpudnn"] * 1e3, "gpudnn_read_ms": t["gpudnn_read"] * 1e3,
+               "launches_per_step": launches}
         if "torch" in t:
-            row |= {"torch_ms": t["torch"] * 1e3, "torch_ratio": t["gpudnn"] / t["torch"]}
+            row |= {"torch_ms": t["torch"] * 1e3, "torch_ratio": t["gpudnn"] / t["torch"],
+                    "torch_read_ms": t["torch_read"] * 1e3, "read_ratio": t["gpudnn_read"] / t["torch_read"]}
             row["target_met"] = row["torch_ratio"] <= 1.0
         rows.append(row)
     return {"rows": rows, "target": "<= 1.0x PyTorch eager CUDA (fused Adam)"}

@@ -16,8 +16,10 @@ from typing import Any
 
 from ._checks import check_finite_scalar
 from ._common import LAUNCHES, simulator_enabled
+from ._launch import launch, launch_path, use_launch_path
 
-__all__ = ["LAUNCHES", "OP_MODULES", "check_finite_scalar", "op", "simulator_enabled"]
+__all__ = ["LAUNCHES", "OP_MODULES", "check_finite_scalar", "launch", "launch_path", "op", "simulator_enabled",
+           "use_launch_path"]
 
 # Every op a Backend offers and the module whose OPS table holds it.
 OP_MODULES: dict[str, str] = {

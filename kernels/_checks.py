@@ -81,6 +81,15 @@ def _overlap(a: Any, b: Any) -> bool:
     return a_lo < b_hi and b_lo < a_hi
 
 
+def check_disjoint(why: str, **arrays: Any) -> None:
+    """No two of ``arrays`` share memory (``why``: what the error adds). Device arrays by their address spans."""
+    names = list(arrays)
+    for k, first in enumerate(names):
+        for second in names[k + 1:]:
+            if _overlap(arrays[first], arrays[second]):
+                raise ValueError(f"{first} and {second} share memory; {why}")
+
+
 def check_no_overlap(out_name: str, target: Any, in_place_of: Any = None, /, **inputs: Any) -> None:
     """``target`` may be the input ``in_place_of`` itself (an elementwise op run in place: same memory,
     same shape) but must not overlap any input otherwise."""

@@ -31,6 +31,7 @@ from ._checks import (  # noqa: F401
     FLOAT_DTYPES,
     array_module,
     check_array,
+    check_disjoint,
     check_finite_scalar,
     check_no_overlap,
     check_same_kind,

@@ -66,12 +66,7 @@ def _arrays(param: Any, grad: Any, **state: Any) -> tuple[Any, ...]:
         if name != "grad" and not getattr(a.flags, "writeable", True):
             raise ValueError(f"{name} is read-only; it is updated in place")
     c.check_same_kind("param", param, **named)
-    xp = c.array_module(param)
-    names = list(named)
-    for k, first in enumerate(names):
-        for second in names[k + 1:]:
-            if xp.may_share_memory(named[first], named[second]):
-                raise ValueError(f"{first} and {second} share memory; each optimizer array needs its own buffer")
+    c.check_disjoint("each optimizer array needs its own buffer", **named)
     return tuple(named.values())
 
 

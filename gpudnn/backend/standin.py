@@ -10,7 +10,8 @@ host code can go wrong on a GPU:
 - every read back to the host (``float``, ``int``, ``bool``, ``item``, ``tolist``, ``get``,
   ``asnumpy``, printing, ``synchronize``) is a host sync, counted in ``SYNCS`` with where it happened;
 - every new block of device memory (a creation function, the result of an operation; not a view) is
-  counted in ``ALLOCATIONS``, so a test can hold a training step to none.
+  counted in ``ALLOCATIONS``, so a test can hold a training step to none; every array operation that
+  would launch work on a GPU (arithmetic, reductions, copies, fills; not views) in ``ARRAY_OPS``.
 
 ``xp`` is a module standing in for ``cupy``, holding only functions CuPy has. The kernels find it
 through the arrays' ``__array_namespace__``; numba-cuda's simulator reads their memory through
@@ -64,6 +65,9 @@ class EventCounter:
 
 SYNCS = EventCounter()  # reads back to the host
 ALLOCATIONS = EventCounter()  # new device memory
+ARRAY_OPS = EventCounter()  # array operations: what CuPy would launch kernels (or copies, memsets) for
+_VIEWS = frozenset({"reshape", "view", "transpose", "swapaxes", "squeeze", "ravel", "broadcast_to", "empty",
+                    "empty_like"})  # no device work
 _MEMORY: weakref.WeakValueDictionary[int, np.ndarray] = weakref.WeakValueDictionary()  # id -> storage seen
 
 
@@ -160,6 +164,7 @@ class DeviceArray:
         return _wrap(self._a[index])
 
     def __setitem__(self, index: Any, value: Any) -> None:
+        ARRAY_OPS.record("setitem")
         self._a[_unwrap(index)] = _unwrap(value)
 
     def set(self, arr: np.ndarray, stream: Any = None) -> None:
@@ -228,6 +233,11 @@ def _method(name: str) -> Any:
     def method(self: DeviceArray, *args: Any, **kwargs: Any) -> Any:
         with np.errstate(all="ignore"):  # CuPy warns of no overflow or invalid value
             result = getattr(self._a, name)(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()})
+        if name not in _VIEWS and not (name == "astype" and result is self._a):
+            ARRAY_OPS.record(name)
+        out = kwargs.get("out")
+        if isinstance(out, DeviceArray) and result is out._a:
+            return out
         return self if result is self._a else _wrap(result)
 
     method.__name__ = name
@@ -257,8 +267,12 @@ DeviceArray.__hash__ = None  # type: ignore[assignment]
 
 def _function(fn: Any, name: str) -> Any:
     def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if name not in _VIEWS:
+            ARRAY_OPS.record(name)
         with np.errstate(all="ignore"):
-            return _wrap(fn(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
+            result = fn(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()})
+        out = kwargs.get("out")
+        return out if isinstance(out, DeviceArray) and result is out._a else _wrap(result)  # CuPy returns out
 
     wrapped.__name__ = name
     return wrapped
@@ -268,6 +282,7 @@ def asarray(a: Any, dtype: Any = None, order: Any = None) -> DeviceArray:
     """Host data (or a device array) as a device array: a transfer, not a sync."""
     if isinstance(a, DeviceArray):
         return a if dtype is None or np.dtype(dtype) == a.dtype else a.astype(dtype)
+    ARRAY_OPS.record("host to device")
     return DeviceArray(np.array(a, dtype=dtype, order=order or "K", copy=True))
 
 
@@ -278,7 +293,10 @@ def array(a: Any, dtype: Any = None, copy: bool = True, order: Any = None) -> De
 
 def ascontiguousarray(a: Any, dtype: Any = None) -> DeviceArray:
     out = asarray(a, dtype)
-    return out if out.flags.c_contiguous else DeviceArray(np.ascontiguousarray(out._a))
+    if out.flags.c_contiguous:
+        return out
+    ARRAY_OPS.record("ascontiguousarray")
+    return DeviceArray(np.ascontiguousarray(out._a))
 
 
 def asnumpy(a: Any) -> np.ndarray:

@@ -7,6 +7,7 @@ import platform
 
 from .. import distributed
 from ..backend import get_backend, selection_reason
+from ..kernels import launch_path
 
 
 def _version(*dists: str) -> str:
@@ -53,8 +54,18 @@ def report() -> dict[str, str]:
             "device memory": f"{total / 2**30:.1f} GiB ({free / 2**30:.1f} GiB free)",
             "CUDA runtime": _cuda_version(rt.runtimeGetVersion()),
             "CUDA driver": _cuda_version(rt.driverGetVersion()),
+            "CUDA launches": _launches(),
         })
     return info
+
+
+def _launches() -> str:
+    """How CUDA kernels launch (kernels._launch): the chosen path, and the kernels that fell back so far."""
+    path = launch_path()
+    how = {"lean": "lean (arguments packed as numba-cuda packs them, checked on each kernel's first launch)",
+           "numba": "through numba-cuda's dispatcher (GPUDNN_CUDA_LAUNCH=numba)"}.get(path["chosen"], path["chosen"])
+    fallbacks = path["numba_fallbacks"]
+    return how + (f"; {len(fallbacks)} kernels through numba's dispatcher: {fallbacks}" if fallbacks else "")
 
 
 def _distributed(backend: object) -> dict[str, str]:
