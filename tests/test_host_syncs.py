@@ -48,8 +48,15 @@ def test_standin_reductions_stay_on_the_device_and_reads_are_counted(rng):
     assert sum(n for where, n in syncs.where.items() if where.startswith("test_host_syncs.py")) == 4
 
 
-def _fit_syncs(n: int, loss: str = "xent", **optimizer: float) -> int:
-    """Host syncs of one epoch of fit over n samples in batches of 4 on the cudasim backend."""
+def _every_layer(out: int) -> gd.Sequential:
+    """A model with a layer of each kind: bias-less Dense, both norms, a lone activation, dropout."""
+    return gd.Sequential(gd.Dense(5, 6, bias=False), gd.BatchNorm1d(6), gd.Activation("tanh"), gd.Dropout(0.2),
+                         gd.Dense(6, 6, activation="gelu"), gd.LayerNorm(6), gd.Dense(6, out))
+
+
+def _fit_events(n: int, loss: str = "xent", every_layer: bool = False, **optimizer: float):
+    """(syncs, allocations): the counters of one epoch of fit over n samples in batches of 4 on the cudasim
+    backend, of a two-layer MLP or the every-layer model."""
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, 5)).astype(np.float32)
     if loss == "xent":
@@ -59,11 +66,11 @@ def _fit_syncs(n: int, loss: str = "xent", **optimizer: float) -> int:
     else:
         loss_fn, y, out = gd.MSELoss(), rng.standard_normal((n, 2)).astype(np.float32), 2
     gd.seed(0)
-    model = gd.Sequential(gd.Dense(5, 6, activation="tanh"), gd.Dense(6, out))
+    model = _every_layer(out) if every_layer else gd.Sequential(gd.Dense(5, 6, activation="tanh"), gd.Dense(6, out))
     opt = gd.Adam(model.parameters(), lr=1e-2, **optimizer)
-    with SYNCS.counting() as syncs:
+    with SYNCS.counting() as syncs, ALLOCATIONS.counting() as allocations:
         gd.fit(model, loss_fn, opt, X, y, epochs=1, batch_size=4, progress=False)
-    return syncs.count, syncs.where
+    return syncs, allocations
 
 
 @needs_simulator
@@ -72,8 +79,9 @@ def _fit_syncs(n: int, loss: str = "xent", **optimizer: float) -> int:
                          ids=["xent", "xent-clipping", "bce-l2", "mse-l1-l2"])
 def test_a_training_step_syncs_once(loss, optimizer):
     with gd.use_backend("cudasim"):
-        (few, _), (more, where) = _fit_syncs(8, loss, **optimizer), _fit_syncs(16, loss, **optimizer)
-    assert (more - few) / 2 == 1, f"syncs per step: {(more - few) / 2}; where (4 steps): {dict(where)}"
+        (few, _), (more, _) = _fit_events(8, loss, **optimizer), _fit_events(16, loss, **optimizer)
+    per_step = (more.count - few.count) / 2
+    assert per_step == 1, f"syncs per step: {per_step}; where (4 steps): {dict(more.where)}"
 
 
 @needs_simulator
@@ -128,30 +136,6 @@ def test_train_on_the_standin_prints_no_numba_warnings(tmp_path):
     assert "Numba" not in out.stderr and "Warning" not in out.stderr, out.stderr
 
 
-def _every_layer(out: int) -> gd.Sequential:
-    """A model with a layer of each kind: bias-less Dense, both norms, a lone activation, dropout."""
-    return gd.Sequential(gd.Dense(5, 6, bias=False), gd.BatchNorm1d(6), gd.Activation("tanh"), gd.Dropout(0.2),
-                         gd.Dense(6, 6, activation="gelu"), gd.LayerNorm(6), gd.Dense(6, out))
-
-
-def _fit_events(n: int, loss: str, **optimizer: float):
-    """(syncs, allocations) of one epoch of fit over n samples in batches of 4 of the every-layer model."""
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((n, 5)).astype(np.float32)
-    if loss == "xent":
-        loss_fn, y, out = gd.SoftmaxCrossEntropy(), np.arange(n) % 3, 3
-    elif loss == "bce":
-        loss_fn, y, out = gd.BinaryCrossEntropy(), (rng.random((n, 2)) > 0.5).astype(np.float32), 2
-    else:
-        loss_fn, y, out = gd.MSELoss(), rng.standard_normal((n, 2)).astype(np.float32), 2
-    gd.seed(0)
-    model = _every_layer(out)
-    opt = gd.Adam(model.parameters(), lr=1e-2, **optimizer)
-    with SYNCS.counting() as syncs, ALLOCATIONS.counting() as allocations:
-        gd.fit(model, loss_fn, opt, X, y, epochs=1, batch_size=4, progress=False)
-    return syncs, allocations
-
-
 @needs_simulator
 @pytest.mark.parametrize("loss,optimizer", [("xent", {}), ("bce", {"l2": 1e-3, "max_grad_norm": 1.0}),
                                             ("mse", {"l1": 1e-3})], ids=["xent", "bce-l2-clipping", "mse-l1"])
@@ -159,8 +143,8 @@ def test_a_training_step_allocates_no_device_memory(loss, optimizer):
     """Workspaces, scratch memory and the step's summary buffer hold everything a step writes: after
     the first fit, a step allocates nothing (the stand-in counts every new block of device memory)."""
     with gd.use_backend("cudasim"):
-        _fit_events(8, loss, **optimizer)  # kernels' scratch memory, made once per process
-        (syncs_few, few), (syncs_more, more) = _fit_events(8, loss, **optimizer), _fit_events(16, loss, **optimizer)
+        _fit_events(8, loss, True, **optimizer)  # kernels' scratch memory, made once per process
+        (syncs_few, few), (syncs_more, more) = (_fit_events(n, loss, True, **optimizer) for n in (8, 16))
     new = {where: n - few.where.get(where, 0) for where, n in more.where.items() if n != few.where.get(where, 0)}
     per_step = (more.count - few.count) / 2
     # the 8 more samples themselves go to the device once: X, y and the epoch's permutation are larger, not more
