@@ -11,9 +11,10 @@ The launch path (``launch``) depends on where kernels run:
 - on a GPU, lean: the kernel compiled for CuPy's current device, its arguments packed straight from the
   CuPy arrays' attributes (no argument typing, no DeviceNDArray or interface dict per argument, no
   configured dispatcher), launched by cuda.core on CuPy's current stream. The packing is numba-cuda's
-  (``_Kernel._prepare_args``: an array is meminfo, parent, nitems, itemsize, data, shape, strides) and is
-  checked against it on each kernel's first launch per device; where they differ, or where numba-cuda
-  has no such method, that kernel takes the numba path and ``launch_path()`` says why.
+  (``_Kernel._prepare_args``: an array is meminfo, parent, nitems, itemsize, data, shape, strides). Each
+  kernel's first launch on a device checks, with numba-cuda's own typing and packing, that its
+  arguments are of the declared types and pack the same; where not, or where numba-cuda lacks what
+  the check uses, that kernel takes the numba path and ``launch_path()`` says why.
 - on a GPU, numba (``GPUDNN_CUDA_LAUNCH=numba`` or ``use_launch_path("numba")``): numba-cuda's own
   dispatcher, with arrays wrapped without a stream sync (cuda_args).
 - under numba-cuda's simulator: the simulator's dispatcher on NumPy views of the arrays' memory.
@@ -183,10 +184,19 @@ def launch_path() -> dict[str, Any]:
             "numba_fallbacks": dict(_WHY_NUMBA)}
 
 
+_THREAD = threading.local()
+
+
 def _current_device() -> int:
+    """CuPy's current device, its context made current on this thread at the thread's first launch there
+    (a launch goes to the current context; a thread that has only read device numbers has none yet)."""
     import cupy
 
-    return cupy.cuda.runtime.getDevice()
+    device = cupy.cuda.runtime.getDevice()
+    if getattr(_THREAD, "device", None) != device:
+        cupy.cuda.runtime.setDevice(device)
+        _THREAD.device = device
+    return device
 
 
 def _launcher(kernel: CudaKernel, device: int, path: str,
@@ -198,7 +208,7 @@ def _launcher(kernel: CudaKernel, device: int, path: str,
             return _numba_launcher(kernel)
         try:
             lean = _LeanLauncher(compiled, kernel.signature)
-            why = lean.differences_from_numba(args)
+            why = lean.differences_from_numba(args, kernel.dispatcher.typeof_pyval)
         except Exception as exc:  # e.g. another numba-cuda's internals: numba's own path still works
             why = f"{type(exc).__name__}: {exc}"
         if why:
@@ -228,12 +238,21 @@ class _LeanLauncher:
     def __call__(self, grid: Any, block: Any, args: tuple[Any, ...]) -> None:
         self.core_launch(_core_stream(), _launch_config(grid, block), self.function, *self.pack(args))
 
-    def differences_from_numba(self, args: tuple[Any, ...]) -> str | None:
-        """What ``pack`` does differently from numba-cuda's own packing of ``args``, or None. The strides
-        of C-contiguous arrays are compared by count only: the compiled code indexes them from the shape
-        (and numba-cuda writes canonical strides where an array is both C- and F-contiguous)."""
+    def differences_from_numba(self, args: tuple[Any, ...], typeof: Callable[[Any], Any]) -> str | None:
+        """Why ``pack`` cannot stand in for numba-cuda's launch of ``args``, or None: arguments that are not of
+        the declared types (``typeof``: numba's typing of a launch argument), a compiled kernel that asks
+        for more than a plain launch (debug checks, a cooperative launch, argument extensions), or a
+        packing other than numba-cuda's own. The strides of C-contiguous arrays are compared by count
+        only: the compiled code indexes them from the shape (and numba-cuda writes canonical strides
+        where an array is both C- and F-contiguous)."""
+        wrapped = cuda_args(*args)
+        types = [typeof(value) for value in wrapped]
+        if tuple(types) != self.signature:
+            return f"declares ({', '.join(map(str, self.signature))}), passed ({', '.join(map(str, types))})"
+        if self.compiled.debug or self.compiled.cooperative or self.compiled.extensions:
+            return "compiled for a debug, cooperative or extended launch"
         theirs: list[Any] = []
-        for ty, value in zip(self.signature, cuda_args(*args)):
+        for ty, value in zip(self.signature, wrapped):
             self.compiled._prepare_args(ty, value, _core_stream(), [], theirs)
         ours = self.pack(args)
         kinds = [kind for ty in self.signature for kind in parameter_kinds(ty)]
@@ -278,14 +297,15 @@ def parameter_bytes(signature: tuple[Any, ...]) -> list[int]:
 def packer(signature: tuple[Any, ...]) -> Callable[[tuple[Any, ...]], list[Any]]:
     """``pack(args) -> list``: the kernel parameters of ``args`` for ``signature`` as numba-cuda lays them
     out (``_Kernel._prepare_args``, see parameter_kinds): an array's fields are Python ints (meminfo and
-    parent 0, strides in bytes), which cuda.core passes as intptr_t; integers and floats are ctypes
-    values of their type; booleans Python bools."""
+    parent 0, the data pointer 0 for an empty array as CuPy reports it, strides in bytes), which
+    cuda.core passes as intptr_t; integers and floats are ctypes values of their type; booleans Python
+    bools."""
     from numba.core import types
 
     def part(ty: Any) -> Callable[[Any, list[Any]], None]:
         if isinstance(ty, types.Array):
             def array(a: Any, out: list[Any]) -> None:
-                out += (0, 0, a.size, a.itemsize, a.data.ptr, *a.shape, *a.strides)
+                out += (0, 0, a.size, a.itemsize, a.data.ptr if a.size else 0, *a.shape, *a.strides)
             return array
         if isinstance(ty, types.BaseTuple):
             members = [part(t) for t in ty]

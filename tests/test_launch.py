@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 from gpudnn.kernels import _launch
@@ -70,6 +71,9 @@ def test_the_packing_is_numba_cudas_layout() -> None:
 class _Numba:
     """A compiled kernel whose packing (numba-cuda's _prepare_args, one call per argument) is given."""
 
+    debug = cooperative = False
+    extensions: list = []
+
     def __init__(self, per_argument: list[list]) -> None:
         self.per_argument = iter(per_argument)
 
@@ -87,19 +91,25 @@ def test_the_first_launch_compares_the_packing_with_numba_cudas(monkeypatch) -> 
     from gpudnn.backend.standin import xp
 
     monkeypatch.setattr(_launch, "_core_stream", lambda: 0)
-    monkeypatch.setattr(_launch, "cuda_args", lambda *args: list(args))
+    monkeypatch.setattr(_launch, "cuda_args", lambda *args: [a.get() if hasattr(a, "get") else a for a in args])
     x = xp.asarray(np.zeros((1, 4), np.float32))  # C- and F-contiguous: numba-cuda may write other strides
     signature = _signature("void(float32[:, ::1], float32, boolean)")
     array = [0, 0, 4, 4, x.data.ptr, 1, 4, 4, 4]
 
-    def check(*numba_packs: list) -> str | None:
-        return _launcher_with(signature, list(numba_packs)).differences_from_numba((x, 2.0, True))
+    def check(*numba_packs: list, args: tuple = (x, np.float32(2.0), True)) -> str | None:
+        return _launcher_with(signature, list(numba_packs)).differences_from_numba(args, numba.typeof)
 
     assert check(array, [ctypes.c_float(2.0)], [True]) is None
     assert check([*array[:7], 16, 4], [ctypes.c_float(2.0)], [True]) is None  # strides: not read by the kernel
     assert "numba-cuda packs" in check([*array[:4], x.data.ptr + 4, *array[5:]], [ctypes.c_float(2.0)], [True])
     assert "c_double" in check(array, [ctypes.c_double(2.0)], [True])
     assert "11 parameters packed, numba-cuda packs 10" in check(array, [ctypes.c_float(2.0)], [])
+    assert "passed (array(float64" in check(array, [ctypes.c_float(2.0)], [True],
+                                            args=(x.astype(np.float64), np.float32(2.0), True))
+    assert "passed (array(float32, 2d, C), float32, bool, float32)" in check(
+        array, [ctypes.c_float(2.0)], [True], args=(x, np.float32(2.0), True, np.float32(1.0)))
+    empty = x[:0]
+    assert _launch.packer(signature)((empty, 2.0, True))[:5] == [0, 0, 0, 4, 0]  # CuPy reports no address
 
 
 def test_the_launch_path_is_chosen_by_name() -> None:
