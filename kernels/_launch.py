@@ -145,24 +145,6 @@ def recording_launches() -> Iterator[list[Launch]]:
 # --------------------------------------------------------------------------- launching
 
 
-def launch(kernel: CudaKernel, grid: Any, block: Any, *args: Any) -> None:
-    """``kernel`` over ``grid`` x ``block`` with ``args`` on CuPy's current device and stream (see the
-    module docstring). Outputs that may be their inputs come after them in ``args`` (see _common)."""
-    if _RECORDING is not None:
-        _RECORDING.append(Launch(kernel, grid, block, args))
-        return
-    LAUNCHES["cuda"] += 1
-    if simulator_enabled():
-        _one_shared_array_per_block()
-        kernel.dispatcher[grid, block, 0](*cuda_args(*args))
-        return
-    key = (_current_device(), _PATH["chosen"])
-    launcher = kernel._launchers.get(key)
-    if launcher is None:
-        launcher = kernel._launchers[key] = _launcher(kernel, *key, args)
-    launcher(grid, block, args)
-
-
 _PATH = {"chosen": os.environ.get("GPUDNN_CUDA_LAUNCH", "lean").strip().lower() or "lean"}
 _WHY_NUMBA: dict[str, str] = {}  # kernel -> why it takes the numba path although "lean" is chosen
 _LOCK = threading.Lock()
@@ -182,6 +164,24 @@ def launch_path() -> dict[str, Any]:
     chosen = _PATH["chosen"]
     return {"chosen": chosen if chosen in LAUNCH_PATHS else f"{chosen} (unknown: numba)",
             "numba_fallbacks": dict(_WHY_NUMBA)}
+
+
+def launch(kernel: CudaKernel, grid: Any, block: Any, *args: Any) -> None:
+    """``kernel`` over ``grid`` x ``block`` with ``args`` on CuPy's current device and stream (see the
+    module docstring). Outputs that may be their inputs come after them in ``args`` (see _common)."""
+    if _RECORDING is not None:
+        _RECORDING.append(Launch(kernel, grid, block, args))
+        return
+    LAUNCHES["cuda"] += 1
+    if simulator_enabled():
+        _one_shared_array_per_block()
+        kernel.dispatcher[grid, block, 0](*cuda_args(*args))
+        return
+    key = (_current_device(), _PATH["chosen"])
+    launcher = kernel._launchers.get(key)
+    if launcher is None:
+        launcher = kernel._launchers[key] = _launcher(kernel, *key, args)
+    launcher(grid, block, args)
 
 
 _THREAD = threading.local()
