@@ -18,8 +18,8 @@ import numpy as np
 
 from .kernels import check_finite_scalar as real
 
-__all__ = ["choice", "features", "flag", "fraction", "integer", "is_integer", "labels", "positive_int", "real",
-           "seed"]
+__all__ = ["choice", "feature_shape", "features", "flag", "fraction", "integer", "is_integer", "labels",
+           "positive_int", "real", "seed"]
 
 
 def is_integer(value: Any) -> bool:
@@ -77,6 +77,19 @@ def _cell(i: int, j: int) -> str:
     return f"sample {i}, feature {j}"
 
 
+def feature_shape(name: str, X: Any, *, width: int | None = None, columns: str = "features") -> None:
+    """What ``features`` checks without reading the data, for any array (host or device): real numbers,
+    2-D (samples, columns), at least one sample, ``width`` columns where given."""
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (samples, {columns}), got shape {tuple(X.shape)}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} has no samples")
+    if width is not None and X.shape[1] != width:
+        raise ValueError(f"{name} has {X.shape[1]} {columns}, expected {width}")
+
+
 def features(name: str, X: Any, *, width: int | None = None, dtype: Any = None, flatten: bool = False,
              locate: Callable[[int, int], str] | None = None, columns: str = "features") -> np.ndarray:
     """Host data as a C-contiguous (n_samples >= 1, n_columns) array of finite numbers.
@@ -93,12 +106,7 @@ def features(name: str, X: Any, *, width: int | None = None, dtype: Any = None, 
         raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
     if flatten and X.ndim >= 1:
         X = X.reshape(X.shape[0], math.prod(X.shape[1:]))
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (samples, {columns}), got shape {X.shape}")
-    if X.shape[0] == 0:
-        raise ValueError(f"{name} has no samples")
-    if width is not None and X.shape[1] != width:
-        raise ValueError(f"{name} has {X.shape[1]} {columns}, expected {width}")
+    feature_shape(name, X, width=width, columns=columns)
     if dtype is None:
         dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
     with np.errstate(over="ignore"):  # values beyond the dtype become Inf, reported just below

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -327,31 +328,32 @@ def _where(like: Any) -> tuple[Any, int, int]:
 _KEPT: dict[tuple[Any, ...], Any] = {}
 
 
-def _kept(like: Any, name: str, size: int, dtype: Any, zeroed: bool) -> Any:
-    """A flat buffer of at least ``size`` elements, kept under ``name`` where ``like`` lives (grown as needed;
-    zeroed when made, if asked)."""
-    key = (*_where(like), name, np.dtype(dtype))
+def _kept(where: tuple[Any, int, int], name: str, size: int, dtype: Any, zeroed: bool) -> Any:
+    """The first ``size`` elements of a flat buffer kept under ``name`` at ``where`` (see _where; grown as
+    needed, zeroed when made if asked)."""
+    key = (*where, name, np.dtype(dtype))
     buffer = _KEPT.get(key)
     if buffer is None or buffer.size < size:
-        xp = key[0]
+        xp = where[0]
         buffer = _KEPT[key] = (xp.zeros if zeroed else xp.empty)(max(size, 1), dtype=dtype)
-    return buffer
+    return buffer[:size]
 
 
 def zeros_vector(like: Any, n: int, dtype: Any) -> Any:
     """``n`` zeros where ``like`` lives, shared by every caller and never written: the value of a missing
     input (no bias), or the argument in the place of an output that a kernel variant does not write."""
-    return _kept(like, "zeros", n, dtype, zeroed=True)[:n]
+    return _kept(_where(like), "zeros", n, dtype, zeroed=True)
 
 
 def scratch(like: Any, name: str, shape: tuple[int, ...], dtype: Any) -> Any:
     """Working memory of one op call (an accumulator, partial sums), ``shape`` and ``dtype``, its contents
     undefined. Reused by the next call on the same stream: never return it or keep it past the call."""
-    return _kept(like, f"scratch {name}", int(np.prod(shape)), dtype, zeroed=False)[:int(np.prod(shape))].reshape(shape)
+    return _kept(_where(like), f"scratch {name}", math.prod(shape), dtype, zeroed=False).reshape(shape)
 
 
 def grid_scratch(like: Any) -> tuple[Any, Any]:
     """(partials, ticket) of _reductions.grid_totals where ``like`` lives: a (3, MAX_BLOCKS) float64 array and
     a uint32 counter that is zero between launches (zeroed when made; each launch's last block resets it)."""
-    partials = _kept(like, "grid partials", 3 * MAX_BLOCKS, np.float64, zeroed=False)[:3 * MAX_BLOCKS]
-    return partials.reshape(3, MAX_BLOCKS), _kept(like, "grid ticket", 1, np.uint32, zeroed=True)[:1]
+    where = _where(like)
+    partials = _kept(where, "grid partials", 3 * MAX_BLOCKS, np.float64, zeroed=False)
+    return partials.reshape(3, MAX_BLOCKS), _kept(where, "grid ticket", 1, np.uint32, zeroed=True)

@@ -79,13 +79,8 @@ def _target_matrix(y: np.ndarray, n_outputs: int | None, name: str) -> np.ndarra
 
 def _device_target_matrix(xp: Any, y: Any, n_outputs: int | None, dtype: Any, name: str) -> tuple[Any, Any]:
     """Device targets as a (samples, outputs) matrix of ``dtype``, and whether they are all finite (0-d)."""
-    if y.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {y.dtype}")
     y = y.reshape(len(y), -1) if y.ndim == 1 else y
-    if y.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (samples, target columns), got shape {tuple(y.shape)}")
-    if n_outputs is not None and y.shape[1] != n_outputs:
-        raise ValueError(f"{name} has {y.shape[1]} target columns, expected {n_outputs}")
+    checks.feature_shape(name, y, width=n_outputs, columns="target columns")
     y = xp.ascontiguousarray(y.astype(dtype, copy=False))
     return y, xp.isfinite(y).all()
 

@@ -100,8 +100,9 @@ class Optimizer(Registered, family="optimizer"):
         with_param = self.has_penalty if with_penalty is None else with_penalty
         return self.backend.arena_sums(self.arena.data, self.arena.grad, loss, out, with_param=with_param)
 
-    def penalty_of(self, abs_sum: float, square_sum: float) -> float:
-        """``l1 * abs_sum + (l2 / 2) * square_sum``: the penalty from sums(), read back."""
+    def penalty_of(self, abs_sum: Any, square_sum: Any) -> Any:
+        """``l1 * abs_sum + (l2 / 2) * square_sum``: the penalty from the sums of ``sums()`` (host numbers or
+        0-d backend arrays)."""
         return self.l1 * abs_sum + 0.5 * self.l2 * square_sum
 
     def step(self, grad_scale: float = 1.0, grad_norm: float | None = None) -> None:
@@ -134,7 +135,7 @@ class Optimizer(Registered, family="optimizer"):
         if not self.has_penalty:
             return 0.0
         s = self.sums()
-        return self.l1 * s[2] + (0.5 * self.l2) * s[3]
+        return self.penalty_of(s[2], s[3])
 
     def state_dict(self) -> dict[str, Any]:
         """Hyper-parameters, step count and state buffers (host NumPy copies)."""

@@ -63,14 +63,7 @@ def _host_features(name: str, X: Any, model: Sequential) -> np.ndarray:
 def _device_features(name: str, X: Any, model: Sequential) -> Any:
     """Device features in the model's dtype, their shape and dtype checked as checks.features does (their
     values are checked by the caller, on the device)."""
-    if X.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (samples, features), got shape {tuple(X.shape)}")
-    if X.shape[0] == 0:
-        raise ValueError(f"{name} has no samples")
-    if model.in_features is not None and X.shape[1] != model.in_features:
-        raise ValueError(f"{name} has {X.shape[1]} features, expected {model.in_features}")
+    checks.feature_shape(name, X, width=model.in_features)
     return model.backend.xp.ascontiguousarray(X.astype(model.parameters()[0].data.dtype, copy=False))
 
 
